@@ -1,0 +1,68 @@
+"""Encoders: the registry, pooling, the on-disk cache, attention weights, the offline message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import encoders
+from workbench.encoders import EncoderUnavailable, embed_texts, encode_tokens, load_encoder
+
+TEXTS = ["the food was lovely", "terrible service, never again", "ok"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_encoder("tiny", attentions=True)
+
+
+def test_tiny_encoder_is_small_and_seeded(tiny):
+    assert (tiny.num_layers, tiny.hidden_size, tiny.num_heads) == (2, 32, 2)
+    other = load_encoder("tiny")
+    assert all(torch.equal(a, b) for a, b in zip(tiny.model.state_dict().values(), other.model.state_dict().values()))
+
+
+def test_mean_and_cls_pooling_match_the_hidden_states(tiny):
+    batch = tiny.tokenize(TEXTS)
+    with torch.no_grad():
+        states = tiny.model(**batch).last_hidden_state
+    mask = batch["attention_mask"].bool()
+    mean = embed_texts(TEXTS, tiny, pooling="mean", cache=False, progress=False)
+    cls = embed_texts(TEXTS, tiny, pooling="cls", cache=False, progress=False)
+    assert mean.shape == cls.shape == (3, 32)
+    np.testing.assert_allclose(mean[2], states[2][mask[2]].mean(0).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(cls[0], states[0, 0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_cache_avoids_re_encoding(tiny, monkeypatch):
+    first = embed_texts(TEXTS, tiny, progress=False)
+    calls = []
+    monkeypatch.setattr(tiny, "tokenize", lambda *a, **k: calls.append(a) or pytest.fail("re-encoded"))
+    again = embed_texts(list(reversed(TEXTS)), tiny, progress=False)
+    np.testing.assert_array_equal(again, first[::-1])
+    assert not calls
+
+
+def test_token_states_are_padded_with_a_mask(tiny):
+    tokens = encode_tokens(TEXTS, tiny, progress=False)
+    lengths = [len(tiny.tokenizer(t)["input_ids"]) for t in TEXTS]
+    assert tokens.states.shape == (3, max(lengths), 32)
+    assert tokens.mask.sum(1).tolist() == lengths
+    assert np.all(tokens.states[~tokens.mask] == 0)
+
+
+def test_attention_weights_when_asked(tiny):
+    out = tiny.model(**tiny.tokenize(TEXTS[:1]), output_attentions=True)
+    assert len(out.attentions) == 2 and out.attentions[0].shape[1] == 2
+    assert torch.allclose(out.attentions[0].sum(-1), torch.ones(1))
+
+
+def test_hub_id_offline_names_the_default(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderUnavailable, match="offline default is 'minilm'"):
+        load_encoder("no-such-org/no-such-model-for-tests")
+
+
+def test_minilm_ships_in_its_package():
+    assert (encoders.minilm_path() / "config.json").is_file()

@@ -1,0 +1,139 @@
+"""The `workbench` command: run notebooks in batch, list them, inspect and fetch data, run benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from workbench.data.schema import DataError
+from workbench.profiles import PROFILES
+
+DESCRIPTION = """\
+Attention-based sentiment research workbench.
+
+  workbench run 00_quickstart                 run the quickstart (profile quick) into ./reports
+  workbench run all --profile smoke           every notebook, tiny models, seconds each
+  workbench run 01_mage -p languages='["hau"]'  override a notebook parameter (YAML values)
+  workbench list                              notebooks and their parameters
+  workbench data                              datasets present under $WORKBENCH_DATA (else ./data)
+  workbench bench pruning --json              a benchmark (see `workbench bench --help`)
+"""
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from workbench.runner import find_notebooks, parse_parameters, run_notebooks
+
+    notebooks = find_notebooks(args.notebooks, args.notebooks_dir)
+    parameters = parse_parameters(args.parameter)
+    outcomes = run_notebooks(notebooks, args.profile, parameters, args.reports, args.resume, args.kernel)
+    for o in outcomes:
+        line = f"{o.status:>7}  {o.notebook}  {o.seconds:6.1f}s  {o.run_dir}"
+        if o.status == "failed":
+            line += f"\n         failing cell {o.error.get('cell')}: {o.error.get('ename')}: {o.error.get('evalue')}"
+            if o.error.get("source"):
+                line += f"\n         which starts: {o.error['source']}"
+            line += f"\n         see {o.run_dir}/ for the executed notebook"
+        print(line)
+    print(f"index: {args.reports}/index.html")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from workbench.runner import find_notebooks, notebook_parameters, notebook_title
+
+    for path in find_notebooks(["all"], args.notebooks_dir):
+        print(f"{path.stem}: {notebook_title(path)}")
+        for name, info in notebook_parameters(path).items():
+            help_text = f"  # {info['help']}" if info["help"] else ""
+            print(f"    {name} = {info['default']}{help_text}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from workbench.runner import write_index
+
+    print(write_index(args.reports))
+    return 0
+
+
+def benchmark_names() -> list[str]:
+    """Benchmarks available as `workbench bench NAME` (modules of `workbench.bench`)."""
+    import workbench.bench
+
+    return sorted(m.name for m in pkgutil.iter_modules(workbench.bench.__path__) if not m.name.startswith("_"))
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    names = benchmark_names()
+    if args.name not in names:
+        print(f"error: unknown benchmark {args.name!r}; available: {', '.join(names) or 'none'}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"workbench.bench.{args.name}")
+    return int(module.main(list(args.args)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="execute notebooks with papermill and write reports", description=(
+        "Execute notebooks with papermill. Each run writes REPORTS/<stem>-<profile>[-<hash>]/ with the executed "
+        "notebook, an HTML export, results.json and run.json; REPORTS/index.html lists every run. A failing "
+        "notebook is reported with its failing cell and the others still run (exit code 1)."))
+    run.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="file stem such as 00_quickstart, a path, or 'all'")
+    run.add_argument("--profile", choices=PROFILES, default="quick",
+                     help="smoke: tiny model, seconds; quick: offline default encoder on real data, minutes on a CPU "
+                     "(default); paper: the paper's settings, meant for a GPU")
+    run.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
+                     help="notebook parameter; VALUE is YAML, e.g. -p seeds='[0,1,2]' (repeatable)")
+    run.add_argument("--reports", default="reports", help="reports folder (default ./reports)")
+    run.add_argument("--resume", action="store_true", help="skip runs already finished with the same parameters")
+    run.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default ./notebooks)")
+    run.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's own)")
+    run.set_defaults(func=_cmd_run)
+
+    lst = sub.add_parser("list", help="list notebooks and their parameters")
+    lst.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default ./notebooks)")
+    lst.set_defaults(func=_cmd_list)
+
+    report = sub.add_parser("report", help="rebuild REPORTS/index.html from the run folders")
+    report.add_argument("--reports", default="reports")
+    report.set_defaults(func=_cmd_report)
+
+    bench = sub.add_parser("bench", help="speed and memory benchmarks (baseline measured in the same run)",
+                           description="Run a benchmark: " + ", ".join(benchmark_names()) + ". "
+                           "Arguments after NAME go to the benchmark (try `workbench bench NAME --help`).")
+    bench.add_argument("name", metavar="NAME", help="benchmark name")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    bench.set_defaults(func=_cmd_bench)
+
+    try:
+        from workbench.data.commands import add_data_commands
+    except ImportError:
+        pass
+    else:
+        add_data_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `workbench` console script; errors in input become one line and exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

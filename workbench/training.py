@@ -1,0 +1,215 @@
+"""Fit / evaluate for any classifier: AdamW, class-weighted cross-entropy, early stopping, seeds, checkpoints.
+
+Batches are either tuples `(*inputs, labels)`, passed to the model as `model(*inputs)`, or mappings with a
+`labels` key, passed as `model(**rest)`. The model returns logits (or an object with `.logits`). A custom
+objective (contrastive, distillation, multitask) is a `loss_fn(model, batch) -> loss` that replaces the default
+weighted cross-entropy; evaluation still reads the logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from workbench.runtime import default_device, set_seed
+
+LossFn = Callable[[nn.Module, object], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; stored with its results."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    patience: int = 3
+    seed: int = 0
+    weighted_loss: bool = True
+    max_grad_norm: float | None = 1.0
+    monitor: str = "macro_f1"
+    eval_batch_size: int = 256
+    device: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class History:
+    """Per-epoch records (`epoch`, `train_loss`, `seconds`, `dev_*` metrics) and the epoch whose weights were kept."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = float("-inf")
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs)
+
+
+def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights n / (k * count_c), k = classes present (sklearn's "balanced"); absent classes get 0."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    present = max(int((counts > 0).sum()), 1)
+    weights = np.where(counts > 0, counts.sum() / (present * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int] | None = None) -> dict[str, float]:
+    """Accuracy, macro-F1, weighted-F1, macro precision and recall (scikit-learn; zero_division=0)."""
+    kw = dict(labels=labels, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", **kw)),
+        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", **kw)),
+        "precision": float(precision_score(y_true, y_pred, average="macro", **kw)),
+        "recall": float(recall_score(y_true, y_pred, average="macro", **kw)),
+    }
+
+
+def _to(batch, device):
+    if isinstance(batch, Mapping):
+        return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(v, device) for v in batch)
+    return batch.to(device) if torch.is_tensor(batch) else batch
+
+
+def split_batch(batch) -> tuple[tuple, dict, torch.Tensor]:
+    """(positional inputs, keyword inputs, labels) of a tuple or mapping batch."""
+    if isinstance(batch, Mapping):
+        rest = {k: v for k, v in batch.items() if k != "labels"}
+        return (), rest, batch["labels"]
+    *inputs, labels = batch
+    return tuple(inputs), {}, labels
+
+
+def logits_of(model: nn.Module, batch) -> torch.Tensor:
+    """Run the model on a batch's inputs and return its logits."""
+    args, kwargs, _ = split_batch(batch)
+    out = model(*args, **kwargs)
+    return out.logits if hasattr(out, "logits") else out
+
+
+def _labels_of(data: Dataset) -> np.ndarray:
+    if hasattr(data, "tensors"):
+        return data.tensors[-1].numpy()
+    return np.array([int(split_batch(data[i])[2]) for i in range(len(data))])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Dataset, batch_size: int = 256, device=None, collate_fn=None) -> np.ndarray:
+    """Logits for every item of `data`, in order (eval mode, no gradients)."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    model.eval()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    return torch.cat([logits_of(model, _to(b, device)).float().cpu() for b in loader]).numpy()
+
+
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 256, collate_fn=None) -> dict[str, float]:
+    """Classification metrics of the model's argmax predictions on `data`."""
+    logits = predict(model, data, batch_size, collate_fn=collate_fn)
+    return classification_metrics(_labels_of(data), logits.argmax(-1), labels=list(range(logits.shape[1])))
+
+
+def fit(
+    model: nn.Module,
+    train: Dataset,
+    dev: Dataset | None = None,
+    config: TrainConfig | None = None,
+    *,
+    loss_fn: LossFn | None = None,
+    collate_fn=None,
+    optimizer: torch.optim.Optimizer | None = None,
+    num_classes: int | None = None,
+) -> History:
+    """Train `model` in place; with `dev`, keep the weights of the best epoch by `config.monitor` and stop after
+    `config.patience` epochs without improvement. Same seed, same data, same result on CPU."""
+    config = config or TrainConfig()
+    set_seed(config.seed)
+    device = torch.device(config.device) if config.device else default_device()
+    model.to(device)
+    if loss_fn is None:
+        labels = _labels_of(train)
+        k = num_classes or int(labels.max()) + 1
+        weight = class_weights(labels, k).to(device) if config.weighted_loss else None
+        criterion = nn.CrossEntropyLoss(weight=weight)
+
+        def loss_fn(m, batch):
+            return criterion(logits_of(m, batch), split_batch(batch)[2])
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = optimizer or torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_fn)
+    history, best_state, stale = History(), None, 0
+    bar = tqdm(range(config.epochs), desc="epochs", disable=not config.progress)
+    import time
+
+    for epoch in bar:
+        model.train()
+        start, total, seen = time.perf_counter(), 0.0, 0
+        for batch in loader:
+            batch = _to(batch, device)
+            loss = loss_fn(model, batch)
+            optimizer.zero_grad()
+            loss.backward()
+            if config.max_grad_norm:
+                nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            n = len(split_batch(batch)[2])
+            total, seen = total + float(loss.detach()) * n, seen + n
+        record = {"epoch": epoch, "train_loss": total / max(seen, 1), "seconds": time.perf_counter() - start}
+        if dev is not None:
+            record.update({f"dev_{k}": v for k, v in evaluate(model, dev, config.eval_batch_size, collate_fn).items()})
+            score = record[f"dev_{config.monitor}"]
+            if score > history.best_score:
+                history.best_score, history.best_epoch, stale = score, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        history.epochs.append(record)
+        bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("train_loss", f"dev_{config.monitor}")})
+        if dev is not None and stale >= config.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        history.best_epoch = len(history.epochs) - 1
+    model.eval()
+    return history
+
+
+def save_checkpoint(model: nn.Module, directory: str | Path, config: Mapping[str, object] | None = None) -> Path:
+    """Save a model as safetensors: `save_pretrained` for transformers models, else weights + `config.json`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(directory)
+    else:
+        save_model(model, str(directory / "model.safetensors"))
+        (directory / "config.json").write_text(json.dumps({"class": type(model).__name__, **(config or {})}, indent=2))
+    return directory
+
+
+def load_checkpoint(model: nn.Module, directory: str | Path) -> nn.Module:
+    """Load safetensors weights saved by `save_checkpoint` into an already constructed `model` (no pickle)."""
+    load_model(model, str(Path(directory) / "model.safetensors"))
+    return model.eval()
+
+
+def config_dict(config: TrainConfig) -> dict[str, object]:
+    """The config as a plain dict, for results.json."""
+    return asdict(config)
