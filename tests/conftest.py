@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from fixtures import make_fixture_tree
 
 
@@ -30,6 +29,17 @@ def real_data_dir() -> Path:
     if not root or not (Path(root) / "imdb" / "imdb_50k_aclImdb.csv.gz").is_file():
         pytest.skip("real data not present: set WORKBENCH_DATA to a folder laid out like shared/data")
     return Path(root)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Test models are tiny: one intra-op thread is faster than two, which mostly wait for each other."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -16,6 +16,7 @@ CONTRACT_KEYS = {"study", "profile", "parameters", "data", "metrics", "timings",
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_smoke_run_writes_results(notebook: Path, fixture_data_dir: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # smoke models are tiny: one thread is faster than two
     outcome = run_notebook(notebook, profile="smoke", reports=tmp_path, progress=False)
     assert outcome.status == "ok", f"{notebook.name} failed: {outcome.error}"
     run_dir = Path(outcome.run_dir)

@@ -41,8 +41,11 @@ def notebooks(tmp_path: Path) -> Path:
 
 
 def test_parse_parameters_reads_yaml_values():
-    assert parse_parameters(["languages=[\"hau\"]", "seed=3", "name=abc", "rate=0.5"]) == {
-        "languages": ["hau"], "seed": 3, "name": "abc", "rate": 0.5,
+    assert parse_parameters(['languages=["hau"]', "seed=3", "name=abc", "rate=0.5"]) == {
+        "languages": ["hau"],
+        "seed": 3,
+        "name": "abc",
+        "rate": 0.5,
     }
     with pytest.raises(ValueError, match="key=value"):
         parse_parameters(["novalue"])
@@ -50,7 +53,11 @@ def test_parse_parameters_reads_yaml_values():
 
 def test_run_name_is_stable_and_depends_on_parameters():
     assert run_name("01_x", "smoke", {}) == "01_x-smoke"
-    assert run_name("01_x", "smoke", {"a": 1}) == run_name("01_x", "smoke", {"a": 1}) != run_name("01_x", "smoke", {"a": 2})
+    assert (
+        run_name("01_x", "smoke", {"a": 1})
+        == run_name("01_x", "smoke", {"a": 1})
+        != run_name("01_x", "smoke", {"a": 2})
+    )
 
 
 def test_find_notebooks_resolves_stems_and_all(notebooks: Path):
@@ -87,8 +94,13 @@ def test_resume_skips_only_finished_runs_with_same_parameters(notebooks: Path, t
 
 
 def test_cli_run_exit_codes_and_list(notebooks: Path, tmp_path: Path, capsys):
-    assert main(["run", "10_good", "--profile", "smoke", "--notebooks-dir", str(notebooks), "--reports", str(tmp_path)]) == 0
-    assert main(["run", "all", "--profile", "smoke", "--notebooks-dir", str(notebooks), "--reports", str(tmp_path)]) == 1
+    assert (
+        main(["run", "10_good", "--profile", "smoke", "--notebooks-dir", str(notebooks), "--reports", str(tmp_path)])
+        == 0
+    )
+    assert (
+        main(["run", "all", "--profile", "smoke", "--notebooks-dir", str(notebooks), "--reports", str(tmp_path)]) == 1
+    )
     assert "failing cell 3: ValueError" in capsys.readouterr().out
     assert main(["list", "--notebooks-dir", str(notebooks)]) == 0
     assert "10_good: A test notebook" in capsys.readouterr().out
@@ -96,6 +108,8 @@ def test_cli_run_exit_codes_and_list(notebooks: Path, tmp_path: Path, capsys):
 
 
 def test_console_script_help_explains_commands():
-    out = subprocess.run([sys.executable, "-m", "workbench.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for word in ("run", "list", "data", "bench"):
         assert word in out

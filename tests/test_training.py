@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from workbench.probe import EmbeddingClassifier, tensor_dataset, train_probe
-from workbench.training import TrainConfig, class_weights, classification_metrics, evaluate, fit, load_checkpoint, save_checkpoint
+from workbench.training import (
+    TrainConfig,
+    class_weights,
+    classification_metrics,
+    evaluate,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def _blobs(n: int = 200, seed: int = 0):
@@ -60,3 +68,43 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.randn(5, 8)
     model.eval()
     assert torch.equal(model(x), clone(x))
+
+
+class _TinyFineTune(torch.nn.Module):
+    """Encoder + linear head on [CLS], fed by dict batches as a fine-tuning run would be."""
+
+    def __init__(self, encoder_model, num_classes: int):
+        super().__init__()
+        self.encoder = encoder_model
+        self.head = torch.nn.Linear(encoder_model.config.hidden_size, num_classes)
+
+    def forward(self, input_ids, attention_mask):
+        return self.head(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0])
+
+
+def test_fine_tuning_with_dict_batches_updates_the_encoder_and_lowers_the_loss(tmp_path):
+    from transformers import AutoModel
+
+    from workbench.encoders import load_encoder
+
+    encoder = load_encoder("tiny")
+    texts = ["great food and lovely staff", "awful, cold and rude"] * 8
+    labels = torch.tensor([1, 0] * 8)
+    batch = encoder.tokenize(texts)
+    items = [
+        {"input_ids": batch["input_ids"][i], "attention_mask": batch["attention_mask"][i], "labels": labels[i]}
+        for i in range(16)
+    ]
+    model = _TinyFineTune(encoder.model, 2)
+    before = encoder.model.embeddings.word_embeddings.weight.detach().clone()
+    history = fit(model, items, None, TrainConfig(epochs=8, lr=5e-3, batch_size=8, progress=False))
+    assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
+    assert not torch.equal(before, encoder.model.embeddings.word_embeddings.weight)
+    save_checkpoint(encoder.model, tmp_path / "enc")
+    assert (tmp_path / "enc" / "model.safetensors").is_file()
+    reloaded = AutoModel.from_pretrained(tmp_path / "enc").eval()
+    encoder.model.eval()
+    with torch.no_grad():
+        a = encoder.model(**batch).last_hidden_state
+        b = reloaded(**batch).last_hidden_state
+    assert torch.allclose(a, b, atol=1e-6)

@@ -76,19 +76,38 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="workbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="execute notebooks with papermill and write reports", description=(
-        "Execute notebooks with papermill. Each run writes REPORTS/<stem>-<profile>[-<hash>]/ with the executed "
-        "notebook, an HTML export, results.json and run.json; REPORTS/index.html lists every run. A failing "
-        "notebook is reported with its failing cell and the others still run (exit code 1)."))
-    run.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="file stem such as 00_quickstart, a path, or 'all'")
-    run.add_argument("--profile", choices=PROFILES, default="quick",
-                     help="smoke: tiny model, seconds; quick: offline default encoder on real data, minutes on a CPU "
-                     "(default); paper: the paper's settings, meant for a GPU")
-    run.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
-                     help="notebook parameter; VALUE is YAML, e.g. -p seeds='[0,1,2]' (repeatable)")
+    run = sub.add_parser(
+        "run",
+        help="execute notebooks with papermill and write reports",
+        description=(
+            "Execute notebooks with papermill. Each run writes REPORTS/<stem>-<profile>[-<hash>]/ with the executed "
+            "notebook, an HTML export, results.json and run.json; REPORTS/index.html lists every run. A failing "
+            "notebook is reported with its failing cell and the others still run (exit code 1)."
+        ),
+    )
+    run.add_argument(
+        "notebooks", nargs="+", metavar="NOTEBOOK", help="file stem such as 00_quickstart, a path, or 'all'"
+    )
+    run.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="quick",
+        help="smoke: tiny model, seconds; quick: offline default encoder on real data, minutes on a CPU "
+        "(default); paper: the paper's settings, meant for a GPU",
+    )
+    run.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="notebook parameter; VALUE is YAML, e.g. -p seeds='[0,1,2]' (repeatable)",
+    )
     run.add_argument("--reports", default="reports", help="reports folder (default ./reports)")
     run.add_argument("--resume", action="store_true", help="skip runs already finished with the same parameters")
     run.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default ./notebooks)")
@@ -103,9 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reports", default="reports")
     report.set_defaults(func=_cmd_report)
 
-    bench = sub.add_parser("bench", help="speed and memory benchmarks (baseline measured in the same run)",
-                           description="Run a benchmark: " + ", ".join(benchmark_names()) + ". "
-                           "Arguments after NAME go to the benchmark (try `workbench bench NAME --help`).")
+    bench = sub.add_parser(
+        "bench",
+        help="speed and memory benchmarks (baseline measured in the same run)",
+        description="Run a benchmark: " + ", ".join(benchmark_names()) + ". "
+        "Arguments after NAME go to the benchmark (try `workbench bench NAME --help`).",
+    )
     bench.add_argument("name", metavar="NAME", help="benchmark name")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(func=_cmd_bench)

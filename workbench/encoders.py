@@ -176,7 +176,9 @@ class _ShardCache:
         name = hashlib.sha1("".join(keys).encode()).hexdigest()[:16]
         tmp = self.dir / f"{name}.{os.getpid()}.partial"  # not matched by *.npz until complete
         with open(tmp, "wb") as handle:
-            np.savez(handle, keys=np.array(keys), lengths=np.array([len(a) for a in arrays]), flat=np.concatenate(arrays))
+            np.savez(
+                handle, keys=np.array(keys), lengths=np.array([len(a) for a in arrays]), flat=np.concatenate(arrays)
+            )
         tmp.replace(self.dir / f"{name}.npz")
 
 

@@ -31,7 +31,9 @@ class EmbeddingClassifier(nn.Module):
 
 def tensor_dataset(features: np.ndarray, labels: np.ndarray) -> TensorDataset:
     """(float32 features, int64 labels) as a TensorDataset."""
-    return TensorDataset(torch.tensor(np.asarray(features), dtype=torch.float32), torch.tensor(np.asarray(labels), dtype=torch.long))
+    return TensorDataset(
+        torch.tensor(np.asarray(features), dtype=torch.float32), torch.tensor(np.asarray(labels), dtype=torch.long)
+    )
 
 
 def train_probe(

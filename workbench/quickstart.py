@@ -14,22 +14,18 @@ import torch
 
 from workbench.data import load_besstie, remove_overlap
 from workbench.encoders import embed_texts, load_encoder
-from workbench.probe import EmbeddingClassifier, train_probe
+from workbench.probe import EmbeddingClassifier, tensor_dataset, train_probe
 from workbench.results import Timings, describe_data
 from workbench.training import History, TrainConfig, classification_metrics, predict
-from workbench.probe import tensor_dataset
 
 STUDY = "quickstart"
+_SETUP = dict(train_varieties=["en-AU", "en-UK"], test_varieties=["en-AU", "en-UK"], source="Google", task="Sentiment")
 DEFAULTS: dict[str, dict[str, object]] = {
-    "smoke": dict(encoder="tiny", max_length=64, max_train_rows=80, epochs=3, lr=3e-3, hidden_dim=None,
-                  train_varieties=["en-AU", "en-UK"], test_varieties=["en-AU", "en-UK"], source="Google",
-                  task="Sentiment"),
-    "quick": dict(encoder="minilm", max_length=256, max_train_rows=None, epochs=60, lr=3e-3, hidden_dim=None,
-                  train_varieties=["en-AU", "en-UK"], test_varieties=["en-AU", "en-UK"], source="Google",
-                  task="Sentiment"),
-    "paper": dict(encoder="bert-base-uncased", max_length=512, max_train_rows=None, epochs=60, lr=1e-3,
-                  hidden_dim=None, train_varieties=["en-AU", "en-UK"], test_varieties=["en-AU", "en-UK"],
-                  source="Google", task="Sentiment"),
+    "smoke": dict(_SETUP, encoder="tiny", max_length=64, max_train_rows=80, epochs=3, lr=3e-3, hidden_dim=None),
+    "quick": dict(_SETUP, encoder="minilm", max_length=256, max_train_rows=None, epochs=60, lr=3e-3, hidden_dim=None),
+    "paper": dict(
+        _SETUP, encoder="bert-base-uncased", max_length=512, max_train_rows=None, epochs=60, lr=1e-3, hidden_dim=None
+    ),
 }
 
 
@@ -80,10 +76,24 @@ def run_quickstart(params: dict[str, object], seed: int = 0) -> QuickstartRun:
     with timings("predict"):
         predictions = predict(model, tensor_dataset(x_test, test["label"].to_numpy())).argmax(-1)
     rows = []
-    groups = [("all", np.ones(len(test), bool))] + [(v, (test["variety"] == v).to_numpy()) for v in params["test_varieties"]]
+    groups = [("all", np.ones(len(test), bool))] + [
+        (v, (test["variety"] == v).to_numpy()) for v in params["test_varieties"]
+    ]
     for variety, mask in groups:
-        scores = classification_metrics(test["label"].to_numpy()[mask], predictions[mask], labels=list(range(num_classes)))
-        rows.append({"task": task, "source": source, "train_varieties": "+".join(params["train_varieties"]),
-                     "test_variety": variety, "encoder": params["encoder"], "classifier": "linear-probe",
-                     "seed": seed, "n_test": int(mask.sum()), **scores})
+        scores = classification_metrics(
+            test["label"].to_numpy()[mask], predictions[mask], labels=list(range(num_classes))
+        )
+        rows.append(
+            {
+                "task": task,
+                "source": source,
+                "train_varieties": "+".join(params["train_varieties"]),
+                "test_variety": variety,
+                "encoder": params["encoder"],
+                "classifier": "linear-probe",
+                "seed": seed,
+                "n_test": int(mask.sum()),
+                **scores,
+            }
+        )
     return QuickstartRun(train, test, predictions, rows, history, model, removed, timings)

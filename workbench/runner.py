@@ -25,11 +25,15 @@ INDEX_FILE = "index.html"
 
 def notebooks_dir(explicit: str | Path | None = None) -> Path:
     """`explicit`, else `./notebooks`, else the `notebooks/` folder next to the installed package (editable install)."""
-    candidates = [Path(explicit)] if explicit else [Path("notebooks"), Path(__file__).resolve().parents[1] / "notebooks"]
+    candidates = (
+        [Path(explicit)] if explicit else [Path("notebooks"), Path(__file__).resolve().parents[1] / "notebooks"]
+    )
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"no notebooks folder found (looked in {', '.join(map(str, candidates))}); use --notebooks DIR")
+    raise FileNotFoundError(
+        f"no notebooks folder found (looked in {', '.join(map(str, candidates))}); use --notebooks DIR"
+    )
 
 
 def find_notebooks(names: Sequence[str], directory: str | Path | None = None) -> list[Path]:
@@ -209,7 +213,9 @@ def run_notebook(
             export_figures(output, run_dir / "figures")
         except Exception as err:  # an export problem must not hide the run's own result
             outcome.error.setdefault("export", str(err))
-    record_path.write_text(json.dumps({**asdict(outcome), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2, default=str))
+    record_path.write_text(
+        json.dumps({**asdict(outcome), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2, default=str)
+    )
     write_index(reports)
     return outcome
 
@@ -235,11 +241,17 @@ def write_index(reports: str | Path = "reports") -> Path:
         run_dir = record_path.parent
         results_path = run_dir / RESULTS_FILE
         headline = json.loads(results_path.read_text()).get("headline", {}) if results_path.is_file() else {}
-        links = [f'<a href="{html.escape(p.relative_to(reports).as_posix())}">{p.suffix[1:]}</a>'
-                 for p in sorted(run_dir.glob("*.html")) + ([results_path] if results_path.is_file() else [])]
+        links = [
+            f'<a href="{html.escape(p.relative_to(reports).as_posix())}">{p.suffix[1:]}</a>'
+            for p in sorted(run_dir.glob("*.html")) + ([results_path] if results_path.is_file() else [])
+        ]
         numbers = ", ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}" for k, v in headline.items())
         error = record.get("error") or {}
-        status = record["status"] + (f" (cell {error.get('cell')}: {error.get('ename')}: {error.get('evalue')})" if record["status"] == "failed" else "")
+        status = record["status"] + (
+            f" (cell {error.get('cell')}: {error.get('ename')}: {error.get('evalue')})"
+            if record["status"] == "failed"
+            else ""
+        )
         rows.append(
             f"<tr><td>{html.escape(run_dir.name)}</td><td>{html.escape(record['profile'])}</td>"
             f"<td>{html.escape(status)}</td><td>{html.escape(numbers)}</td><td>{record.get('seconds', 0):.0f}</td>"

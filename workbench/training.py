@@ -67,7 +67,9 @@ def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> torch
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int] | None = None) -> dict[str, float]:
+def classification_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int] | None = None
+) -> dict[str, float]:
     """Accuracy, macro-F1, weighted-F1, macro precision and recall (scikit-learn; zero_division=0)."""
     kw = dict(labels=labels, zero_division=0)
     return {

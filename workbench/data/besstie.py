@@ -86,7 +86,8 @@ def load_besstie(
 
     Slices with no official train split (en-IN Google) are split from their validation rows with `seed`
     (stratified, `seeded_eval_fraction` held out) and marked `seeded_split=True`. Train and valid of one slice
-    never share a row; texts shared across BESSTIE's official splits are removed with `remove_overlap`.
+    never share a row. BESSTIE's official splits do share texts (PROVENANCE.md): call
+    `remove_overlap(train, evaluation)` before training; every study notebook does and reports the count.
     """
     if split not in ("train", "valid"):
         raise ValueError(f"split must be 'train' or 'valid', not {split!r}")

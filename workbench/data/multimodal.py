@@ -6,7 +6,7 @@ vector per sample (MOSI: `(n, d)`) or time steps (MOSEI: `(n, T, d)` with a vali
 
 Labels come from the continuous score in [-3, 3] (:func:`sentiment_labels`): `binary` (score >= 0 is positive, the
 MOSI release's own labels), `3class` (negative < -band, neutral within the band, positive > band; band 0 means
-neutral is exactly 0) and `7class` (score rounded and clipped to -3..3).
+neutral is exactly 0) and `7class` (score rounded half to even, as numpy and MMSA do, and clipped to -3..3).
 
 MOSI caveat (see its PROVENANCE.md): the text and visual features were learned on the released train split, so
 evaluate on the released test split only; a validation set carved from train videos overstates text and visual.
@@ -62,7 +62,8 @@ def sentiment_labels(scores: np.ndarray, scheme: str = "binary", band: float = 0
     """Integer labels and their names from continuous scores in [-3, 3].
 
     `binary`: score >= 0 -> positive (the MOSI release's labels; zeros count as positive). `3class`: negative if
-    score < -band, positive if score > band, else neutral. `7class`: round half away from zero, clip to -3..3.
+    score < -band, positive if score > band, else neutral. `7class`: `np.round` (half to even, the MMSA and
+    PROVENANCE convention), clipped to -3..3.
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scheme == "binary":
@@ -73,7 +74,7 @@ def sentiment_labels(scores: np.ndarray, scheme: str = "binary", band: float = 0
         labels = np.where(scores < -band, 0, np.where(scores > band, 2, 1))
         return labels.astype(np.int64), ["negative", "neutral", "positive"]
     if scheme == "7class":
-        rounded = np.clip(np.sign(scores) * np.floor(np.abs(scores) + 0.5), -3, 3)
+        rounded = np.clip(np.round(scores), -3, 3)
         return (rounded + 3).astype(np.int64), ["-3", "-2", "-1", "0", "+1", "+2", "+3"]
     raise ValueError(f"unknown label scheme {scheme!r}; expected one of {LABEL_SCHEMES}")
 

@@ -34,8 +34,13 @@ class DataError(ValueError):
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
-    """The data root: `path` if given, else `$WORKBENCH_DATA`, else `./data`."""
-    return Path(path or os.environ.get("WORKBENCH_DATA") or "data").expanduser()
+    """The data root: `path` if given, else `$WORKBENCH_DATA`, else `./data` (or `../data` when run from
+    `notebooks/` in JupyterLab)."""
+    chosen = path or os.environ.get("WORKBENCH_DATA")
+    if chosen:
+        return Path(chosen).expanduser()
+    here = Path("data")
+    return here if here.is_dir() or not Path("../data").is_dir() else Path("../data")
 
 
 def require_file(path: Path, hint: str = "") -> Path:
@@ -146,7 +151,11 @@ def labelled_frame(
                 dropped[f"label '{raw_label}' dropped on purpose"] += 1
                 continue
         if label not in index:
-            raise DataError(path, int(line), f"unknown label {raw_label!r} in column '{label_column}' (expected one of {sorted(index)})")
+            raise DataError(
+                path,
+                int(line),
+                f"unknown label {raw_label!r} in column '{label_column}' (expected one of {sorted(index)})",
+            )
         if text is None or not str(text).strip():
             if on_empty_text == "drop":
                 dropped["empty text"] += 1

@@ -31,4 +31,6 @@ def head_view(
     from bertviz import head_view as _bertviz_head_view
 
     tokens, attentions = attention_of(encoder, text, max_length)
-    return _bertviz_head_view(list(attentions), tokens, include_layers=list(layers) if layers else None, html_action=html_action)
+    return _bertviz_head_view(
+        list(attentions), tokens, include_layers=list(layers) if layers else None, html_action=html_action
+    )

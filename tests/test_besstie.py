@@ -1,0 +1,184 @@
+"""The BESSTIE study on the fixture tree: the multitask loader, every matrix cell as a metric row, no evaluation
+text in any training set, seeded-split marking, domain shift, timing, figures, and the offline paper profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from workbench.besstie import (
+    CROSS_VARIETY_TASKS,
+    DEFAULTS,
+    HEAD_VARIANTS,
+    cross_variety_matrix,
+    headline,
+    load_study_data,
+    make_inputs,
+    paper_comparison,
+    run_cross_variety,
+    run_study,
+    timing_table,
+)
+from workbench.data import load_besstie
+from workbench.data.besstie import load_besstie_multitask
+from workbench.profiles import resolve_parameters
+
+VARIETIES = ("en-AU", "en-IN", "en-UK")
+
+
+@pytest.fixture(scope="module")
+def fixture_data(fixture_data_dir):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    yield fixture_data_dir
+    patch.undo()
+
+
+def _params(**overrides):
+    small = dict(epochs=1, max_train_rows=24, max_domain_rows=24, timing_batches=1)
+    return resolve_parameters(DEFAULTS, "smoke", **{**small, **overrides})
+
+
+@pytest.fixture(scope="module")
+def smoke_run(fixture_data):
+    return run_study(_params(), seeds=[0], progress=False)
+
+
+def test_multitask_loader_carries_both_labels_and_keeps_the_seeded_split(fixture_data):
+    train = load_besstie_multitask(split="train", seed=3)
+    assert {"text", "label", "sarcasm", "variety", "source", "seeded_split"} <= set(train.columns)
+    assert set(train["label"]) == {0, 1} and set(train["sarcasm"]) == {0, 1}
+    assert set(train.groupby(["variety", "source"]).groups) == {(v, s) for v in VARIETIES for s in ("Google", "Reddit")}
+    wide = train[(train["variety"] == "en-AU") & (train["source"] == "Google")]
+    single = load_besstie("Sarcasm", "en-AU", "Google", "train")
+    assert list(wide["sarcasm"]) == list(single["label"])  # same rows, same order as the single-task loader
+    # en-IN Google: the multitask rows sit on the same side of the seeded split as the single-task rows
+    mt = {split: load_besstie_multitask("en-IN", "Google", split, seed=3) for split in ("train", "valid")}
+    st = {split: load_besstie("Sentiment", "en-IN", "Google", split, seed=3) for split in ("train", "valid")}
+    assert mt["train"]["seeded_split"].all() and len(mt["train"]) > 0
+    assert set(mt["train"]["text"]) <= set(st["train"]["text"])
+    assert set(mt["valid"]["text"]) <= set(st["valid"]["text"])
+    assert not set(mt["train"]["text"]) & set(st["valid"]["text"])
+
+
+def test_no_evaluation_text_is_in_any_training_set(fixture_data):
+    data = load_study_data(_params(), seed=0)
+    evaluation = {t.strip() for frame in data.test.values() for t in frame["text"]}
+    training = [*data.single_train.values(), *data.multitask_train.values(), *data.domain_train.values()]
+    for frame in training:
+        assert not evaluation & {t.strip() for t in frame["text"]}
+    assert sum(data.removed.values()) > 0  # the fixture, like BESSTIE, repeats valid texts in train
+    described = {d["name"]: d for d in data.describe()}
+    assert described["train/Sentiment/Reddit/en-AU"]["dropped"].get("text also in evaluation set", 0) > 0
+    bicodemix = data.domain_train["Bicodemix"]
+    assert set(bicodemix["label"]) <= {0, 1} and bicodemix.attrs["label_names"] == ["negative", "positive"]
+
+
+def test_every_matrix_cell_is_a_metric_row(smoke_run):
+    metrics = smoke_run.metrics
+    cells = metrics[metrics["experiment"] == "cross_variety"]
+    for task, source in CROSS_VARIETY_TASKS:
+        for head in HEAD_VARIANTS:
+            matrix = cross_variety_matrix(metrics, task, source, head)
+            assert matrix.shape == (3, 3), (task, source, head)
+            assert matrix.notna().all().all()
+    assert len(cells) == len(CROSS_VARIETY_TASKS) * len(HEAD_VARIANTS) * 9
+    required = {"task", "source", "head", "train_variety", "test_variety", "macro_f1", "seed", "seeded_split"}
+    assert required <= set(cells.columns)
+    assert cells["macro_f1"].between(0, 1).all()
+    involves_in_google = (cells["source"] == "Google") & (
+        (cells["train_variety"] == "en-IN") | (cells["test_variety"] == "en-IN")
+    )
+    assert cells["seeded_split"].astype(bool).equals(involves_in_google)
+
+
+def test_domain_shift_and_timing_rows(smoke_run):
+    metrics = smoke_run.metrics
+    shift = metrics[metrics["experiment"] == "domain_shift"]
+    linear = shift[shift["head"] == "linear"]
+    assert len(linear[(linear["train_variety"] == "Twitter") & (linear["task"] == "Sentiment")]) == 6
+    assert len(linear[(linear["train_variety"] == "Bicodemix") & (linear["task"] == "Sentiment")]) == 6
+    sarcasm = linear[(linear["train_variety"] == "Bicodemix") & (linear["task"] == "Sarcasm")]
+    assert len(sarcasm) == 3 and set(sarcasm["source"]) == {"Reddit"}
+    crosstalk = shift[shift["head"] == "crosstalk+pcgrad"]
+    assert set(crosstalk["task"]) == {"Sentiment", "Sarcasm"} and len(crosstalk) == 9
+    timing = timing_table(metrics)
+    assert set(timing.index) == set(HEAD_VARIANTS)
+    assert list(timing.columns) == ["fine-tune encoder + head", "head on cached states"]
+    assert (timing.to_numpy() > 0).all()
+    assert {"google_sentiment_en-AU_linear_macro_f1", "mean_in_variety_macro_f1_linear"} <= set(headline(metrics))
+    table = paper_comparison(metrics)
+    assert table.loc[("Sentiment", "Google", "en-AU"), "paper BERT-Large"] == pytest.approx(0.935)
+
+
+def test_same_seed_same_numbers(fixture_data):
+    params = _params(heads=["linear", "crosstalk+pcgrad"], varieties=["en-AU"], domain_sources=[])
+    data = load_study_data(params, seed=1)
+    inputs = make_inputs(params, data.texts(), progress=False)
+    first = pd.DataFrame(run_cross_variety(data, inputs, params, seed=1, progress=False))
+    second = pd.DataFrame(run_cross_variety(data, inputs, params, seed=1, progress=False))
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_study_restores_the_thread_count(fixture_data, smoke_run):
+    before = torch.get_num_threads()
+    run_study(_params(heads=["linear"], domain_sources=[], varieties=["en-AU"], torch_threads=1), progress=False)
+    assert torch.get_num_threads() == before
+
+
+def test_paper_profile_fails_offline_with_a_clear_message(fixture_data, monkeypatch):
+    from workbench.encoders import EncoderUnavailable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    params = resolve_parameters(DEFAULTS, "paper")
+    assert params["finetune"] and params["batch_size"] == 8 and params["lr"] == 2e-5 and params["epochs"] == 30
+    with pytest.raises(EncoderUnavailable, match="offline default is 'minilm'"):
+        make_inputs(params, ["a text"], progress=False)
+
+
+def test_figures_and_widget(smoke_run):
+    from workbench.viz.besstie import (
+        SEEDED_MARK,
+        cross_variety_grid,
+        cross_variety_heatmap,
+        domain_shift_heatmap,
+        generalisation_gap_table,
+        head_comparison_figure,
+        heatmap_explorer,
+        timing_figure,
+    )
+
+    metrics = smoke_run.metrics
+    fig = cross_variety_heatmap(metrics, "Sentiment", "Google", "linear")
+    text = np.array(fig.data[0].text)
+    assert text.shape == (3, 3)
+    assert all(cell.endswith(SEEDED_MARK) for cell in text[:, 1]) and not text[0, 0].endswith(SEEDED_MARK)
+    assert len(fig.layout.shapes) == 3  # the outlined diagonal
+    assert len(cross_variety_grid(metrics).data) == len(CROSS_VARIETY_TASKS) * len(HEAD_VARIANTS)
+    assert len(head_comparison_figure(metrics).data) > 0
+    rows = domain_shift_heatmap(metrics, "Sentiment").data[0].y  # linear on both sources, CrossTalk on Bicodemix
+    assert sorted(rows) == ["Bicodemix · crosstalk+pcgrad", "Bicodemix · linear", "Twitter · linear"]
+    assert len(timing_figure(metrics).data) == 3  # two modes + the paper's diamonds
+    gap = generalisation_gap_table(metrics)
+    assert list(gap.columns) == ["in-variety", "cross-variety", "drop"]
+    widget = heatmap_explorer(metrics)
+    task_source, head = widget.children[0].children
+    head.value = "cnn"
+    task_source.value = "Sarcasm · Reddit"
+    assert widget.figure.layout.title.text == "Sarcasm · Reddit · cnn: macro-F1"
+
+
+def test_fine_tuning_path_trains_encoder_and_head_end_to_end(fixture_data):
+    params = _params(finetune=True, heads=["linear", "crosstalk"], varieties=["en-AU"], domain_sources=[])
+    data = load_study_data(params, seed=0)
+    inputs = make_inputs(params, data.texts(), progress=False)
+    assert inputs.finetune
+    rows = pd.DataFrame(run_cross_variety(data, inputs, params, seed=0, progress=False))
+    assert len(rows) == 3 + 3  # linear: one per task; crosstalk: Google sentiment, Reddit sentiment and sarcasm
+    assert rows["macro_f1"].between(0, 1).all()
+    # every model got its own copy of the pretrained encoder: the shared one is untouched
+    fresh = make_inputs(params, [], progress=False)
+    for (name, a), b in zip(inputs.encoder.model.state_dict().items(), fresh.encoder.model.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -1,0 +1,225 @@
+"""Multi-level attention, supervised contrastive loss, lightweight module and the text-model registry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.multilevel import (
+    MultiLevelClassifier,
+    MultiLevelConfig,
+    contrastive_objective,
+    count_parameters,
+    feed_forward_cost,
+    local_window_mask,
+    measure_flops,
+    supervised_contrastive_loss,
+)
+from workbench.textmodels import TEXT_MODELS, build_text_model, tokenize_texts
+from workbench.training import TrainConfig, fit
+
+VOCAB = 50
+SIZE = dict(d_model=16, num_layers=2, num_heads=2, d_ff=32, max_length=24, window=2, dropout=0.0)
+
+
+def _batch(n: int = 8, length: int = 24, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, VOCAB, (n, length), generator=gen)
+    lengths = torch.randint(length // 3, length + 1, (n,), generator=gen)
+    mask = torch.arange(length)[None, :] < lengths[:, None]
+    ids = ids.masked_fill(~mask, 0)
+    labels = torch.arange(n) % 2
+    return ids, mask, labels
+
+
+def test_local_window_mask_is_a_band():
+    mask = local_window_mask(6, 1)
+    assert mask.tolist()[2] == [False, True, True, True, False, False]
+    assert torch.equal(mask, mask.T)
+
+
+def test_local_attention_never_attends_outside_its_window_or_to_padding():
+    torch.manual_seed(0)
+    model = MultiLevelClassifier(MultiLevelConfig(vocab_size=VOCAB, **SIZE))
+    ids, mask, _ = _batch()
+    maps = model.attention_maps(ids, mask)
+    length, window = ids.shape[1], SIZE["window"]
+    outside = ~local_window_mask(length, window)
+    assert len(maps) == SIZE["num_layers"]
+    for layer in maps:
+        local, global_ = layer["local"], layer["global"]
+        assert local.shape == (8, SIZE["num_heads"], length, length)
+        assert local[:, :, outside].abs().max() == 0  # exactly zero outside the band, every head and layer
+        real = mask[:, None, :, None] & mask[:, None, None, :]
+        rows = mask[:, None, :].expand(-1, SIZE["num_heads"], -1)
+        # real queries: weights sum to one over real keys only
+        assert torch.allclose(local.sum(-1)[rows], torch.ones(()), atol=1e-5)
+        assert torch.allclose((global_ * real).sum(-1)[rows], torch.ones(()), atol=1e-5)
+        # the global view does reach beyond the window (otherwise the two views would be the same)
+        assert global_[:, :, outside].max() > 0
+        assert layer["gate"].shape == (8, length) and 0 < layer["gate"].min() and layer["gate"].max() < 1
+
+
+def test_plain_transformer_has_no_local_view_or_gate():
+    model = MultiLevelClassifier(MultiLevelConfig(vocab_size=VOCAB, multi_level=False, **SIZE))
+    ids, mask, _ = _batch()
+    assert set(model.attention_maps(ids, mask)[0]) == {"global"}
+    plain_layer = count_parameters(model.layers[0])
+    multi = MultiLevelClassifier(MultiLevelConfig(vocab_size=VOCAB, multi_level=True, **SIZE))
+    d = SIZE["d_model"]
+    assert count_parameters(multi.layers[0]) - plain_layer == 2 * d * d + d  # only the gate is added
+
+
+def test_padding_does_not_change_the_prediction():
+    torch.manual_seed(0)
+    model = MultiLevelClassifier(MultiLevelConfig(vocab_size=VOCAB, **SIZE)).eval()
+    ids, mask, _ = _batch(n=2)
+    first = model(ids[:1, :10], mask[:1, :10].clone().fill_(True))
+    padded_ids = torch.cat([ids[:1, :10], torch.zeros(1, 14, dtype=torch.long)], dim=1)
+    padded_mask = torch.arange(24)[None] < 10
+    assert torch.allclose(first, model(padded_ids, padded_mask), atol=1e-5)
+
+
+def test_supervised_contrastive_loss_matches_a_hand_computation():
+    features = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    t = 0.5
+    z = features / features.norm(dim=1, keepdim=True)
+    sim = (z @ z.T).tolist()
+    total = 0.0
+    for i in range(4):
+        denominator = sum(math.exp(sim[i][a] / t) for a in range(4) if a != i)
+        positives = [p for p in range(4) if p != i and labels[p] == labels[i]]
+        total += -sum(math.log(math.exp(sim[i][p] / t) / denominator) for p in positives) / len(positives)
+    expected = total / 4
+    assert supervised_contrastive_loss(features, labels, t).item() == pytest.approx(expected, rel=1e-6)
+    # scale invariance (features are normalised) and a value by hand for anchor 0: sims 0.6, 0, -1 -> 1.2, 0, -2
+    assert supervised_contrastive_loss(3 * features, labels, t).item() == pytest.approx(expected, rel=1e-6)
+    anchor0 = -math.log(math.exp(1.2) / (math.exp(1.2) + 1 + math.exp(-2)))
+    assert -math.log(math.exp(sim[0][1] / t) / sum(math.exp(sim[0][a] / t) for a in (1, 2, 3))) == pytest.approx(
+        anchor0
+    )
+
+
+def test_contrastive_loss_skips_anchors_without_positives_and_prefers_clustered_features():
+    labels = torch.tensor([0, 0, 1])
+    clustered = torch.tensor([[1.0, 0.1], [1.0, -0.1], [-1.0, 0.0]])
+    mixed = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.1]])
+    assert supervised_contrastive_loss(clustered, labels) < supervised_contrastive_loss(mixed, labels)
+    lonely = supervised_contrastive_loss(torch.randn(3, 4, requires_grad=True), torch.tensor([0, 1, 2]))
+    assert lonely.item() == 0.0 and lonely.requires_grad
+
+
+def test_lightweight_module_cuts_feed_forward_params_and_flops():
+    kw = dict(vocab_size=VOCAB, d_model=32, num_layers=2, num_heads=2, d_ff=128, max_length=24, bottleneck_ratio=4)
+    full = MultiLevelClassifier(MultiLevelConfig(lightweight=False, **kw))
+    light = MultiLevelClassifier(MultiLevelConfig(lightweight=True, **kw))
+    saved_per_layer = feed_forward_cost(32, 128)["params"] - feed_forward_cost(32, 32)["params"]
+    assert count_parameters(full) - count_parameters(light) == 2 * saved_per_layer
+    ids, mask, _ = _batch(n=1)
+    saved_flops = 2 * (feed_forward_cost(32, 128, tokens=24)["flops"] - feed_forward_cost(32, 32, tokens=24)["flops"])
+    assert measure_flops(full, ids, mask) - measure_flops(light, ids, mask) == saved_flops
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_MODELS))
+def test_every_model_trains_one_step_and_lowers_its_loss(name):
+    torch.manual_seed(0)
+    kwargs = SIZE if name not in ("bilstm", "textcnn") else dict(d_model=16, dropout=0.0)
+    model = build_text_model(name, VOCAB, num_classes=2, **kwargs)
+    ids, mask, labels = _batch(n=8)
+    objective = contrastive_objective(0.5 if "multilevel" in name else 0.0)
+    loss_of = (
+        objective
+        if hasattr(model, "features")
+        else (lambda m, b: torch.nn.functional.cross_entropy(m(b[0], b[1]), b[2]))
+    )
+    model.train()
+    before = loss_of(model, (ids, mask, labels))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    optimizer.zero_grad()
+    before.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad and p.dim() > 1)
+    optimizer.step()
+    after = loss_of(model, (ids, mask, labels))
+    assert after.item() < before.item()
+    assert model(ids, mask).shape == (8, 2)
+
+
+def test_fit_is_reproducible_with_the_same_seed():
+    ids, mask, labels = _batch(n=16)
+    ds = torch.utils.data.TensorDataset(ids, mask, labels)
+    config = TrainConfig(epochs=2, lr=1e-2, batch_size=8, seed=3, progress=False)
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = build_text_model("multilevel", VOCAB, **SIZE)
+        fit(model, ds, ds, config, loss_fn=contrastive_objective(0.5))
+        outputs.append(model(ids, mask).detach())
+    assert torch.equal(outputs[0], outputs[1])
+
+
+def test_unknown_model_name_lists_the_registry():
+    with pytest.raises(KeyError, match="bilstm"):
+        build_text_model("gpt9", VOCAB)
+
+
+def test_tokenize_texts_truncates_pads_and_caches(tmp_path, monkeypatch):
+    from workbench.encoders import load_encoder
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    tokenizer = load_encoder("tiny").tokenizer
+    texts = ["a good film", "bad " * 50]
+    first = tokenize_texts(texts, tokenizer, max_length=16)
+    assert first.ids.shape == (2, 16) and first.mask[1].all() and first.mask[0].sum() == 5  # [CLS] a good film [SEP]
+    assert list((tmp_path / "token-ids").glob("*.npz"))
+    again = tokenize_texts(texts, tokenizer, max_length=16)
+    assert np.array_equal(first.ids, again.ids) and np.array_equal(first.mask, again.mask)
+    ds = first.dataset([0, 1], index=[1])
+    assert ds.tensors[0].shape == (1, 16) and ds.tensors[2].tolist() == [1]
+
+
+def test_fused_attention_path_matches_the_explicit_weights_path():
+    torch.manual_seed(0)
+    model = MultiLevelClassifier(MultiLevelConfig(vocab_size=VOCAB, **SIZE)).eval()
+    ids, mask, _ = _batch()
+    fused = model(ids, mask)
+    for layer in model.layers:
+        layer.attention.keep_weights = True
+    explicit = model(ids, mask)
+    assert torch.allclose(fused, explicit, atol=1e-5)
+
+
+def test_bilstm_flops_are_counted_analytically():
+    from workbench.textmodels import recurrent_flops
+
+    model = build_text_model("bilstm", VOCAB, d_model=16)
+    assert recurrent_flops(model, 10) == 2 * 10 * 2 * 4 * (16 + 16) * 16
+    assert recurrent_flops(build_text_model("textcnn", VOCAB, d_model=16), 10) == 0
+
+
+def test_encoder_classifier_for_bert_fine_tuning_trains_one_step():
+    from workbench.encoders import load_encoder
+    from workbench.textmodels import EncoderClassifier
+
+    torch.manual_seed(0)
+    model = EncoderClassifier(load_encoder("tiny", device="cpu").model, dropout=0.0).train()
+    ids, mask, labels = _batch(n=8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = torch.nn.functional.cross_entropy(model(ids, mask), labels)
+    before.backward()
+    optimizer.step()
+    after = torch.nn.functional.cross_entropy(model(ids, mask), labels)
+    assert after.item() < before.item()
+
+
+def test_linear_probe_returns_two_column_logits_that_separate_the_classes():
+    from workbench.textmodels import linear_probe
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 20)
+    features = rng.normal(size=(40, 3)) + labels[:, None] * 3.0
+    logits = linear_probe(features, labels, features)
+    assert logits.shape == (40, 2) and (logits.argmax(1) == labels).mean() == 1.0

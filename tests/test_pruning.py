@@ -1,0 +1,261 @@
+"""SpAtten cascade pruning: dense equivalence, batch independence, cascade invariants, FLOPs, the study helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from workbench.encoders import load_encoder
+from workbench.pruning import CascadePruner, PruneSchedule, dense_flops, pruned_features
+
+TEXTS = [
+    "The food was great but the service was slow and the waiter was rude to us.",
+    "ok",
+    "Terrible place, never again. The staff ignored us for an hour and the coffee was cold when it came.",
+    "Lovely little cafe with friendly staff.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_encoder("tiny", attentions=True, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def deep_tiny(tiny):
+    """A random 4-layer, 4-head BERT with the MiniLM tokenizer: enough layers and heads for real cascades."""
+    config = BertConfig(
+        vocab_size=tiny.tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
+    torch.manual_seed(1)
+    model = BertModel(config, add_pooling_layer=False).eval()
+    special = [i for i in tiny.tokenizer.all_special_ids if i != tiny.tokenizer.pad_token_id]
+    return tiny.tokenizer, model, special
+
+
+def _run(pruner, tokenizer, texts, **kw):
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        return batch, pruner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], **kw)
+
+
+@pytest.mark.parametrize("name", ["tiny", "minilm"])
+def test_keep_ratio_one_reproduces_the_dense_model(name):
+    encoder = load_encoder(name, device="cpu")
+    pruner = CascadePruner.from_encoder(encoder)
+    batch = encoder.tokenize(TEXTS)
+    with torch.no_grad():
+        reference = encoder.model(**batch).last_hidden_state
+        out = pruner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    real = batch["attention_mask"].bool()
+    assert out.last_hidden_state.shape == reference.shape
+    torch.testing.assert_close(out.last_hidden_state[real], reference[real], atol=2e-5, rtol=1e-4)
+    assert torch.equal(out.token_masks, real[:, None, :].expand_as(out.token_masks))  # every real token, every layer
+    assert out.head_masks.all()
+
+
+def test_dense_token_importance_is_the_attention_received(tiny):
+    pruner = CascadePruner.from_encoder(tiny)
+    batch = tiny.tokenize(TEXTS)
+    with torch.no_grad():
+        attentions = tiny.model(**batch, output_attentions=True).attentions
+        out = pruner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    query_mask = batch["attention_mask"][:, None, :, None].float()
+    expected = sum((a * query_mask).sum((1, 2)) for a in attentions) * batch["attention_mask"]
+    torch.testing.assert_close(out.token_importance, expected, atol=1e-5, rtol=1e-4)
+    assert (out.token_importance[batch["attention_mask"] == 0] == 0).all()
+
+
+@pytest.mark.parametrize("token_keep,head_keep", [(0.5, 1.0), (0.3, 0.5), (0.1, 0.25), (1.0, 0.5)])
+def test_batched_pruning_equals_per_sample(deep_tiny, token_keep, head_keep):
+    tokenizer, model, special = deep_tiny
+    pruner = CascadePruner(model, PruneSchedule.spatten(4, token_keep, head_keep, 0.25, 0.25), special)
+    _, batched = _run(pruner, tokenizer, TEXTS)
+    for i, text in enumerate(TEXTS):
+        _, single = _run(pruner, tokenizer, [text])
+        k = int(single.mask.sum())
+        assert int(batched.mask[i].sum()) == k
+        assert torch.equal(batched.positions[i, :k], single.positions[0, :k])
+        length = single.token_masks.shape[-1]
+        assert torch.equal(batched.token_masks[i, :, :length], single.token_masks[0])
+        assert not batched.token_masks[i, :, length:].any()
+        assert torch.equal(batched.head_masks[i], single.head_masks[0])
+        torch.testing.assert_close(
+            batched.last_hidden_state[i, :k], single.last_hidden_state[0, :k], atol=1e-5, rtol=1e-4
+        )
+        torch.testing.assert_close(batched.pooled()[i], single.pooled()[0], atol=1e-5, rtol=1e-4)
+        assert math.isclose(float(batched.flops[i]), float(single.flops[0]), rel_tol=1e-9)
+
+
+def test_cascade_invariants(deep_tiny):
+    tokenizer, model, special = deep_tiny
+    schedule = PruneSchedule((1.0, 0.6, 0.4, 0.2), (1.0, 1.0, 0.5, 0.25))
+    pruner = CascadePruner(model, schedule, special)
+    batch, out = _run(pruner, tokenizer, TEXTS)
+    real = batch["attention_mask"].bool()
+    n_real = real.sum(1)
+    is_special = torch.isin(batch["input_ids"], torch.tensor(special)) & real
+    masks = out.token_masks
+    assert (masks[:, 1:] <= masks[:, :-1]).all(), "a pruned token came back"
+    assert not (masks & ~real[:, None, :]).any(), "padding was treated as a token"
+    assert (masks | ~is_special[:, None, :]).all(), "[CLS]/[SEP] were pruned"
+    for layer, ratio in enumerate(schedule.token_keep):
+        expected = torch.maximum(torch.ceil(ratio * n_real.double()).long(), is_special.sum(1))
+        assert torch.equal(masks[:, layer].sum(1), torch.minimum(expected, n_real))
+    heads = out.head_masks.sum(-1)
+    assert heads.tolist() == [[4, 4, 2, 1]] * len(TEXTS)
+    assert (out.head_masks[:, 1:] <= out.head_masks[:, :-1]).all(), "a pruned head came back"
+    # later layers really run on fewer tokens: the output is only as wide as the longest kept sequence
+    assert out.last_hidden_state.shape[1] == int(masks[:, -1].sum(1).max()) < real.shape[1]
+    assert out.head_importance.shape == (len(TEXTS), 4)
+
+
+def test_flops_shrink_with_pruning_and_match_dense_at_keep_one(deep_tiny):
+    tokenizer, model, special = deep_tiny
+    pruner = CascadePruner(model, None, special)
+    batch, dense = _run(pruner, tokenizer, TEXTS)
+    expected = dense_flops(batch["attention_mask"].sum(1), model.config)
+    torch.testing.assert_close(dense.flops, expected)
+    pruner.schedule = PruneSchedule.spatten(4, 0.2, 0.5, 0.25, 0.25)
+    _, pruned = _run(pruner, tokenizer, TEXTS)
+    assert (pruned.flops < dense.flops).all()
+
+
+def test_attentions_on_the_original_grid(deep_tiny):
+    tokenizer, model, special = deep_tiny
+    pruner = CascadePruner(model, PruneSchedule((1.0, 0.5, 0.5, 0.3), (1.0, 0.5, 0.5, 0.5)), special)
+    batch, out = _run(pruner, tokenizer, TEXTS, output_attentions=True)
+    for layer, attention in enumerate(out.attentions):
+        assert attention.shape == (len(TEXTS), 4, *batch["input_ids"].shape[1:], batch["input_ids"].shape[1])
+        rows = attention.sum(-1)  # each kept query of a computed head sums to 1, everything else 0
+        expected = out.token_masks[:, layer, None, :] & out.head_masks[:, layer, :, None]
+        torch.testing.assert_close(rows, expected.float(), atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_flow_for_pruning_aware_fine_tuning(deep_tiny):
+    tokenizer, model, special = deep_tiny
+    pruner = CascadePruner(model, PruneSchedule.spatten(4, 0.3, 0.5, 0.25, 0.25), special)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    pruner(batch["input_ids"], batch["attention_mask"]).pooled().sum().backward()
+    assert model.encoder.layer[-1].output.dense.weight.grad.abs().sum() > 0
+    model.zero_grad()
+
+
+def test_schedule_validation_and_shape():
+    with pytest.raises(ValueError, match="non-increasing"):
+        PruneSchedule((1.0, 0.5, 0.7), (1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="must be 1.0"):
+        PruneSchedule((0.5, 0.5), (1.0, 1.0))
+    with pytest.raises(ValueError, match="layers"):
+        PruneSchedule((1.0, 0.5), (1.0,))
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        PruneSchedule((1.0, 0.0), (1.0, 1.0))
+    six = PruneSchedule.spatten(6, 0.1, 0.5)
+    assert six.token_keep[0] == 1.0 and six.token_keep[1] < 1.0  # first ~15% of layers keep all tokens
+    assert six.head_keep[:2] == (1.0, 1.0) and six.head_keep[2] < 1.0  # first ~30% keep all heads
+    assert math.isclose(six.token_keep[-1], 0.1) and math.isclose(six.head_keep[-1], 0.5)
+    assert PruneSchedule.dense(6).is_dense and not six.is_dense
+    assert json.loads(json.dumps(six.to_dict()))["token_keep"][-1] == pytest.approx(0.1)
+
+
+def test_pruner_rejects_wrong_models_and_schedules(tiny):
+    with pytest.raises(TypeError, match="BERT-family"):
+        CascadePruner(torch.nn.Linear(2, 2))
+    pruner = CascadePruner.from_encoder(tiny)
+    with pytest.raises(ValueError, match="the model has 2"):
+        pruner.schedule = PruneSchedule.dense(3)
+
+
+def test_pruned_features_are_independent_of_batching(tiny):
+    schedule = PruneSchedule.spatten(2, 0.3, 0.5)
+    a, flops_a = pruned_features(TEXTS, tiny, schedule, batch_size=3, progress=False)
+    b, flops_b = pruned_features(TEXTS, tiny, schedule, batch_size=1, progress=False)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(flops_a, flops_b)
+    assert a.shape == (len(TEXTS), tiny.hidden_size)
+
+
+def test_best_schedule_is_the_fastest_within_one_f1_point():
+    from workbench.bench.pruning import best_schedule
+
+    curve = pd.DataFrame(
+        [
+            {"schedule": "dense", "training": "pruning_aware", "macro_f1": 0.900, "speedup": 0.9},
+            {"schedule": "a", "training": "pruning_aware", "macro_f1": 0.895, "speedup": 1.5},
+            {"schedule": "b", "training": "pruning_aware", "macro_f1": 0.891, "speedup": 2.1},
+            {"schedule": "c", "training": "pruning_aware", "macro_f1": 0.850, "speedup": 3.0},
+            {"schedule": "c", "training": "post_hoc", "macro_f1": 0.899, "speedup": 3.0},
+        ]
+    )
+    assert best_schedule(curve)["schedule"] == "b"
+    assert best_schedule(curve, tolerance=0.001) is None
+
+
+def test_linear_head_learns_separable_features():
+    from workbench.bench.pruning import train_linear_head
+    from workbench.training import predict
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    features = (rng.normal(size=(200, 8)) + labels[:, None] * 2.0).astype(np.float32)
+    head = train_linear_head(features, labels, 2, seed=0, epochs=60)
+    data = torch.utils.data.TensorDataset(torch.from_numpy(features), torch.from_numpy(labels))
+    assert (predict(head, data).argmax(-1) == labels).mean() >= 0.9  # chance is 0.5
+
+
+def test_viz_grid_and_explorer_respond(tiny):
+    from workbench.viz.pruning import mask_explorer, token_grid_html, trace_pruning
+
+    trace = trace_pruning(tiny, TEXTS[0], PruneSchedule.spatten(2, 0.3, 0.5))
+    html = token_grid_html(trace)
+    assert html.count('class="wb-pruned"') == int((~trace.token_masks).sum())
+    assert html.count('class="wb-kept"') == int(trace.token_masks.sum())
+    explorer = mask_explorer(tiny, TEXTS, token_keep=1.0)
+    grid = explorer.children[2]
+    before = grid.value
+    assert 'class="wb-pruned"' not in before
+    explorer.children[1].children[0].value = 0.2  # the token keep slider
+    assert grid.value != before and 'class="wb-pruned"' in grid.value
+    assert explorer.trace().kept_per_layer[-1] < explorer.trace().kept_per_layer[0]
+
+
+def test_benchmark_json_on_fixture_data(fixture_data_dir, monkeypatch, capsys, tmp_path):
+    from workbench.bench.pruning import main
+
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    assert main(["--profile", "smoke", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("schedule", "dense_seq_per_s", "pruned_seq_per_s", "speedup", "dense_macro_f1", "pruned_macro_f1"):
+        assert key in result
+    assert result["dense_seq_per_s"] > 0
+    assert {row["schedule"] for row in result["curve"]} >= {"dense", "spatten t0.2 h0.5"}
+    assert all(0.0 <= row["macro_f1"] <= 1.0 for row in result["curve"])
+
+
+def test_mean_all_pooling_counts_pruned_tokens_with_their_latest_state(deep_tiny):
+    tokenizer, model, special = deep_tiny
+    pruner = CascadePruner(model, None, special)
+    batch, dense = _run(pruner, tokenizer, TEXTS)
+    torch.testing.assert_close(dense.pooled("mean_all"), dense.pooled("mean"))
+    pruner.schedule = PruneSchedule((1.0, 0.5, 0.5, 0.3), (1.0, 1.0, 1.0, 1.0))
+    _, pruned = _run(pruner, tokenizer, TEXTS)
+    real = batch["attention_mask"].bool()
+    assert (pruned.latest_states[real].abs().sum(-1) > 0).all() and (pruned.latest_states[~real] == 0).all()
+    i = 0
+    final = pruned.positions[i, : int(pruned.mask[i].sum())]
+    torch.testing.assert_close(pruned.latest_states[i, final], pruned.last_hidden_state[i, : len(final)])
+    dropped_after_layer_0 = (pruned.token_masks[i, 0] & ~pruned.token_masks[i, 1]).nonzero().flatten()
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states[1]  # layer 0's output, dense
+    torch.testing.assert_close(pruned.latest_states[i, dropped_after_layer_0], hidden[i, dropped_after_layer_0])

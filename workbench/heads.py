@@ -1,0 +1,198 @@
+"""Classification heads over an encoder's token states, as in the BESSTIE figurative-language study.
+
+Every head takes `states` (batch, L, hidden) and a boolean `mask` (batch, L) (True on real tokens, padding at the
+end) and returns logits. Single-task heads return one tensor (batch, classes); the multitask CrossTalk head returns
+a tuple (sentiment logits, sarcasm logits). Heads are built by name from `HEADS`, so one experiment loop (and one
+parametrized test) covers them all. `SequenceClassifier` puts a head on a transformer for end-to-end fine-tuning;
+with a frozen encoder the same heads train on cached token states (`token_state_dataset`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the token axis of (batch, L, d) values, counting only positions where `mask` is True."""
+    weights = mask.to(values.dtype).unsqueeze(-1)
+    return (values * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class LinearHead(nn.Module):
+    """Dropout and a linear layer on the first ([CLS]) token state (`pooling="cls"`, the study's head), or on the
+    mean of the real tokens' states (`pooling="mean"`: for frozen sentence-transformer encoders such as
+    all-MiniLM-L6-v2, which were trained to be read by mean pooling and whose [CLS] state was never trained)."""
+
+    num_tasks = 1
+
+    def __init__(self, hidden_size: int, num_classes: int = 2, dropout: float = 0.1, pooling: str = "cls"):
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pooled = states[:, 0] if self.pooling == "cls" else masked_mean(states, mask)
+        return self.classifier(self.dropout(pooled))
+
+
+class ConvPool(nn.Module):
+    """1-D convolution over tokens (hidden size as input channels), ReLU, masked global average pooling.
+
+    Padding positions are zeroed before the convolution, so a text's last tokens see the same zeros whether the
+    batch is padded further or not (the encoder's states at padding positions are not zero when fine-tuning)."""
+
+    def __init__(self, hidden_size: int, channels: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv1d(hidden_size, channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states = states * mask.unsqueeze(-1).to(states.dtype)
+        features = torch.relu(self.conv(states.transpose(1, 2))).transpose(1, 2)
+        return masked_mean(features[:, : mask.shape[1]], mask)
+
+
+class CNNHead(nn.Module):
+    """Convolution over the token axis, ReLU, masked global average pooling, dropout, linear."""
+
+    num_tasks = 1
+
+    def __init__(
+        self, hidden_size: int, num_classes: int = 2, dropout: float = 0.1, channels: int = 128, kernel_size: int = 3
+    ):
+        super().__init__()
+        self.encoder = ConvPool(hidden_size, channels, kernel_size)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.encoder(states, mask)))
+
+
+class BiLSTMHead(nn.Module):
+    """One bidirectional LSTM layer over the real tokens (packed, so padding is never read); the output at the
+    first position (forward state after [CLS], backward state after the whole text) goes through a linear layer."""
+
+    num_tasks = 1
+
+    def __init__(self, hidden_size: int, num_classes: int = 2, dropout: float = 0.1, lstm_hidden: int = 128):
+        super().__init__()
+        self.lstm = nn.LSTM(hidden_size, lstm_hidden, num_layers=1, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * lstm_hidden, num_classes)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(states, lengths, batch_first=True, enforce_sorted=False)
+        output, _ = self.lstm(packed)
+        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True)
+        return self.classifier(self.dropout(output[:, 0]))
+
+
+class CrossTalkLayer(nn.Module):
+    """One exchange between the sentiment and sarcasm representations: each is updated from both,
+    s' = s + ReLU(W_s [s; r]), r' = r + ReLU(W_r [r; s]), so each task can read what the other has found."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.to_sentiment = nn.Linear(2 * dim, dim)
+        self.to_sarcasm = nn.Linear(2 * dim, dim)
+
+    def forward(self, sentiment: torch.Tensor, sarcasm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        new_sentiment = sentiment + torch.relu(self.to_sentiment(torch.cat([sentiment, sarcasm], -1)))
+        new_sarcasm = sarcasm + torch.relu(self.to_sarcasm(torch.cat([sarcasm, sentiment], -1)))
+        return new_sentiment, new_sarcasm
+
+
+class CrossTalkHead(nn.Module):
+    """Multitask head: a shared convolutional encoder over the token states, projections into a sentiment and a
+    sarcasm space, `layers` cross-talk exchanges between the two, and one classifier per task.
+
+    Returns (sentiment logits, sarcasm logits). Only the two classifiers are task-specific: every other parameter
+    receives gradients from both losses, which is what PCGrad (`workbench.multitask`) operates on.
+    """
+
+    num_tasks = 2
+    task_names = ("sentiment", "sarcasm")
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_classes: int | tuple[int, int] = 2,
+        dropout: float = 0.1,
+        channels: int = 128,
+        kernel_size: int = 3,
+        task_dim: int = 64,
+        layers: int = 1,
+    ):
+        super().__init__()
+        classes = (num_classes, num_classes) if isinstance(num_classes, int) else tuple(num_classes)
+        self.encoder = ConvPool(hidden_size, channels, kernel_size)
+        self.to_sentiment = nn.Linear(channels, task_dim)
+        self.to_sarcasm = nn.Linear(channels, task_dim)
+        self.cross_talk = nn.ModuleList(CrossTalkLayer(task_dim) for _ in range(layers))
+        self.dropout = nn.Dropout(dropout)
+        self.sentiment_classifier = nn.Linear(task_dim, classes[0])
+        self.sarcasm_classifier = nn.Linear(task_dim, classes[1])
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shared = self.dropout(self.encoder(states, mask))
+        sentiment, sarcasm = torch.relu(self.to_sentiment(shared)), torch.relu(self.to_sarcasm(shared))
+        for layer in self.cross_talk:
+            sentiment, sarcasm = layer(sentiment, sarcasm)
+        return self.sentiment_classifier(self.dropout(sentiment)), self.sarcasm_classifier(self.dropout(sarcasm))
+
+
+HEADS: dict[str, type[nn.Module]] = {
+    "linear": LinearHead,
+    "cnn": CNNHead,
+    "bilstm": BiLSTMHead,
+    "crosstalk": CrossTalkHead,
+}
+
+
+def build_head(name: str, hidden_size: int, num_classes: int | tuple[int, int] = 2, **options) -> nn.Module:
+    """A head from the registry by name; `options` go to its constructor (e.g. `channels`, `lstm_hidden`)."""
+    if name not in HEADS:
+        raise ValueError(f"unknown head {name!r}; expected one of {sorted(HEADS)}")
+    return HEADS[name](hidden_size, num_classes, **options)
+
+
+class SequenceClassifier(nn.Module):
+    """A transformer encoder with a head on its final token states, for end-to-end fine-tuning (paper profile).
+
+    `forward(input_ids, attention_mask, token_type_ids=None)` returns what the head returns.
+    """
+
+    def __init__(self, encoder_model: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder = encoder_model
+        self.head = head
+        self.num_tasks = getattr(head, "num_tasks", 1)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        return self.head(states, attention_mask.bool())
+
+
+def token_state_dataset(states: np.ndarray, mask: np.ndarray, *labels: np.ndarray) -> TensorDataset:
+    """A dataset of cached token states (kept in their stored dtype, float16 from the cache) and label arrays;
+    batch it with `collate_token_states`, which trims padding and casts to float32."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(states)), torch.from_numpy(np.ascontiguousarray(mask))]
+    tensors += [torch.tensor(np.asarray(y, dtype=np.int64)) for y in labels]
+    return TensorDataset(*tensors)
+
+
+def collate_token_states(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Stack a batch of (states, mask, *labels), cut the padding columns no text in the batch uses, float32."""
+    states, mask, *labels = (torch.stack(column) for column in zip(*items))
+    width = max(int(mask.sum(1).max()), 1)
+    return (states[:, :width].float(), mask[:, :width], *labels)

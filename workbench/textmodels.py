@@ -1,0 +1,254 @@
+"""Text classifiers trained from scratch on shared WordPiece ids, built by name from one registry.
+
+Every model takes `(input_ids, attention_mask)` and returns logits, so one training / evaluation path
+(`train_text_model`) serves the baselines (BiLSTM, TextCNN, plain transformer) and the multi-level models of
+`workbench.multilevel`. Reviews are tokenized once with the offline default tokenizer (MiniLM's uncased WordPiece)
+and the ids are cached on disk per (tokenizer, max_length, texts), since tokenizing 50k reviews is not free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+from torch.utils.data import TensorDataset
+
+from workbench.encoders import cache_dir
+from workbench.multilevel import (
+    MultiLevelClassifier,
+    MultiLevelConfig,
+    contrastive_objective,
+    count_parameters,
+    measure_flops,
+)
+from workbench.training import History, TrainConfig, classification_metrics, fit, predict
+
+
+@dataclass
+class TokenIds:
+    """Right-padded ids (n, max_length) int64 and the attention mask (n, max_length) bool."""
+
+    ids: np.ndarray
+    mask: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def dataset(self, labels: Sequence[int], index: Sequence[int] | None = None) -> TensorDataset:
+        """A `TensorDataset(input_ids, attention_mask, labels)` of the rows in `index` (all by default)."""
+        idx = np.arange(len(self)) if index is None else np.asarray(index)
+        return TensorDataset(
+            torch.from_numpy(self.ids[idx]),
+            torch.from_numpy(self.mask[idx]),
+            torch.as_tensor(np.asarray(labels)[idx], dtype=torch.long),
+        )
+
+
+def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, cache: bool = True) -> TokenIds:
+    """WordPiece ids truncated to `max_length` (head of the review, with [CLS] ... [SEP]), cached on disk."""
+    digest = hashlib.sha1(f"{tokenizer.name_or_path}|{tokenizer.vocab_size}|{max_length}".encode())
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    path = cache_dir() / "token-ids" / f"{digest.hexdigest()[:20]}.npz"
+    if cache and path.is_file():
+        with np.load(path) as z:
+            ids = z["ids"].astype(np.int64)
+    else:
+        encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length")["input_ids"]
+        ids = np.asarray(encoded, dtype=np.int64).reshape(len(texts), max_length)
+        if cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".partial")
+            with open(tmp, "wb") as handle:
+                np.savez(handle, ids=ids.astype(np.int32))
+            tmp.replace(path)
+    return TokenIds(ids=ids, mask=ids != tokenizer.pad_token_id)
+
+
+class BiLSTMClassifier(nn.Module):
+    """Embedding -> bidirectional LSTM over the real tokens (packed) -> final states of both directions -> linear."""
+
+    def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 64, hidden: int = 64, dropout=0.1):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * hidden, num_classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        lengths = attention_mask.sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(self.embedding(input_ids), lengths, batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)
+        return self.classifier(self.dropout(torch.cat([h[-2], h[-1]], dim=-1)))
+
+
+class TextCNNClassifier(nn.Module):
+    """Kim (2014) CNN: embedding -> parallel 1-D convolutions (widths 3, 4, 5) -> masked max over time -> linear."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int = 2,
+        embed_dim: int = 64,
+        filters: int = 64,
+        widths: Sequence[int] = (3, 4, 5),
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, filters, w, padding=w // 2) for w in widths)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(filters * len(widths), num_classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(input_ids).transpose(1, 2)  # (b, e, L)
+        pad = ~attention_mask.bool()
+        pooled = []
+        for conv in self.convs:
+            h = torch.relu(conv(x))[..., : input_ids.shape[1]]
+            pooled.append(h.masked_fill(pad[:, None, :], float("-inf")).amax(-1).clamp(min=0))
+        return self.classifier(self.dropout(torch.cat(pooled, dim=-1)))
+
+
+def _transformer(multi_level: bool, lightweight: bool) -> Callable[..., nn.Module]:
+    def build(vocab_size: int, num_classes: int = 2, **kwargs) -> nn.Module:
+        config = MultiLevelConfig(
+            vocab_size=vocab_size, num_classes=num_classes, multi_level=multi_level, lightweight=lightweight, **kwargs
+        )
+        return MultiLevelClassifier(config)
+
+    return build
+
+
+def _sized(cls: type[nn.Module]) -> Callable[..., nn.Module]:
+    """Baselines take the transformer's size knobs: embedding width = d_model, hidden / filters = d_model."""
+
+    def build(vocab_size: int, num_classes: int = 2, d_model: int = 64, dropout: float = 0.1, **_) -> nn.Module:
+        if cls is BiLSTMClassifier:
+            return cls(vocab_size, num_classes, embed_dim=d_model, hidden=d_model, dropout=dropout)
+        return cls(vocab_size, num_classes, embed_dim=d_model, filters=d_model, dropout=dropout)
+
+    return build
+
+
+TEXT_MODELS: dict[str, Callable[..., nn.Module]] = {
+    "bilstm": _sized(BiLSTMClassifier),
+    "textcnn": _sized(TextCNNClassifier),
+    "transformer": _transformer(multi_level=False, lightweight=False),
+    "multilevel": _transformer(multi_level=True, lightweight=False),
+    "multilevel_lightweight": _transformer(multi_level=True, lightweight=True),
+}
+
+
+class EncoderClassifier(nn.Module):
+    """A pretrained encoder (e.g. BERT) with a linear head on the [CLS] state, for full fine-tuning (`paper`)."""
+
+    def __init__(self, encoder_model: nn.Module, num_classes: int = 2, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder_model
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder_model.config.hidden_size, num_classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask.long()).last_hidden_state
+        return self.classifier(self.dropout(states[:, 0]))
+
+
+def build_text_model(name: str, vocab_size: int, num_classes: int = 2, **kwargs) -> nn.Module:
+    """Construct a registered model; transformer knobs (d_model, num_layers, window, ...) pass through."""
+    if name not in TEXT_MODELS:
+        raise KeyError(f"unknown text model {name!r}; registered: {sorted(TEXT_MODELS)}")
+    return TEXT_MODELS[name](vocab_size, num_classes, **kwargs)
+
+
+@dataclass
+class TextRun:
+    """One trained model: its test metrics, costs, learning curve and test logits."""
+
+    name: str
+    model: nn.Module
+    metrics: dict[str, float]
+    cost: dict[str, float]
+    history: History
+    test_logits: np.ndarray
+
+
+def recurrent_flops(model: nn.Module, length: int) -> int:
+    """FLOPs of the model's LSTMs over `length` steps (the flop counter does not see them): per step and direction,
+    4 gates x (input + hidden) x hidden multiply-adds."""
+    total = 0
+    for lstm in (m for m in model.modules() if isinstance(m, nn.LSTM)):
+        directions = 2 if lstm.bidirectional else 1
+        inputs = lstm.input_size
+        for _ in range(lstm.num_layers):
+            total += directions * length * 2 * 4 * (inputs + lstm.hidden_size) * lstm.hidden_size
+            inputs = lstm.hidden_size * directions
+    return total
+
+
+def linear_probe(
+    train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, c: float = 1.0, max_iter=2000
+) -> np.ndarray:
+    """Frozen-feature baseline: standardised features -> logistic regression (lbfgs, deterministic); test logits."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+    probe.fit(train_features, train_labels)
+    scores = probe.decision_function(test_features)
+    return np.stack([-scores, scores], axis=1) / 2 if scores.ndim == 1 else scores
+
+
+def train_text_model(
+    name: str,
+    architecture: str | nn.Module,
+    train: TensorDataset,
+    dev: TensorDataset,
+    test: TensorDataset,
+    config: TrainConfig,
+    *,
+    vocab_size: int,
+    contrastive_weight: float = 0.0,
+    temperature: float = 0.1,
+    model_kwargs: dict | None = None,
+) -> TextRun:
+    """Build `architecture` (a registry name, or an already built model), fit it on `train` (early stopping on `dev`), then measure it on the whole `test` set.
+
+    Costs come from the same run: parameters, forward FLOPs per review at the training length, mean seconds per
+    training epoch, and inference throughput (reviews/s) over the test set.
+    """
+    torch.manual_seed(config.seed)  # same initial weights for the same seed
+    if isinstance(architecture, nn.Module):
+        model = architecture
+    else:
+        model = build_text_model(architecture, vocab_size, **(model_kwargs or {}))
+    is_transformer = isinstance(model, MultiLevelClassifier)
+    if contrastive_weight and not is_transformer:
+        raise ValueError(f"the contrastive loss needs a model with pooled features; {architecture!r} has none")
+    # transformers: CE (+ weight * SupCon) through one code path; baselines: fit's default cross-entropy
+    loss_fn = contrastive_objective(contrastive_weight, temperature) if is_transformer else None
+    history = fit(model, train, dev, config, loss_fn=loss_fn)
+    start = time.perf_counter()
+    logits = predict(model, test, batch_size=config.eval_batch_size)
+    seconds = time.perf_counter() - start
+    labels = test.tensors[-1].numpy()
+    ids, mask = test.tensors[0][:1], test.tensors[1][:1]
+    cost = {
+        "params": count_parameters(model),
+        "params_non_embedding": count_parameters(model, exclude_embeddings=True),
+        "gflops_per_review": (measure_flops(model, ids, mask) + recurrent_flops(model, ids.shape[1])) / 1e9,
+        "train_seconds_per_epoch": float(np.mean([e["seconds"] for e in history.epochs])),
+        "epochs_run": len(history.epochs),
+        "best_epoch": history.best_epoch,
+        "inference_reviews_per_second": len(labels) / seconds,
+    }
+    metrics = classification_metrics(labels, logits.argmax(-1), labels=list(range(logits.shape[1])))
+    return TextRun(name=name, model=model, metrics=metrics, cost=cost, history=history, test_logits=logits)
