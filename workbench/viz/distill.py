@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+
+from workbench.viz.figures import attention_maps_figure as shared_attention_maps
 
 
 def retention_speedup_figure(
@@ -50,24 +51,6 @@ def attention_maps_figure(
     title: str = "Head-mean attention, teacher vs student",
 ) -> go.Figure:
     """Side-by-side L x L maps for one text: row = query token, column = key token, colour = attention weight."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("teacher", "student"), horizontal_spacing=0.12)
-    labels = [f"{i}:{t}" for i, t in enumerate(tokens)]
-    zmax = float(max(teacher_map.max(), student_map.max()))
-    for col, matrix in enumerate((teacher_map, student_map), start=1):
-        fig.add_trace(
-            go.Heatmap(
-                z=matrix,
-                x=labels,
-                y=labels,
-                zmin=0,
-                zmax=zmax,
-                colorscale="Viridis",
-                showscale=col == 2,
-                hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-        fig.update_yaxes(autorange="reversed", row=1, col=col)
-    fig.update_layout(title=title, height=520, width=1050)
+    fig = shared_attention_maps(tokens, {"teacher": teacher_map, "student": student_map}, title)
+    fig.update_layout(height=520, width=1050)
     return fig

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 from sklearn.metrics import confusion_matrix
 
 
@@ -99,3 +100,40 @@ def mean_std_table(rows: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]
     for m in metrics:
         out[m] = [f"{a:.4f} ± {b:.4f} (n={int(c)})" for a, b, c in zip(mean[m], std[m], count[m])]
     return out.reset_index()
+
+
+def attention_maps_figure(
+    tokens: Sequence[str],
+    maps: dict[str, np.ndarray],
+    title: str,
+    extra_panels: Sequence[str] = (),
+    column_widths: Sequence[float] | None = None,
+) -> go.Figure:
+    """Side-by-side L x L attention maps of one text on one colour scale: rows are query tokens, columns keys.
+
+    `extra_panels` names empty panels left on the right for the caller to fill (e.g. a gate per token).
+    """
+    titles = list(maps) + list(extra_panels)
+    fig = make_subplots(
+        rows=1, cols=len(titles), subplot_titles=titles, column_widths=column_widths, horizontal_spacing=0.08
+    )
+    labels = [f"{i}:{t}" for i, t in enumerate(tokens)]
+    zmax = float(max(m.max() for m in maps.values()))
+    for col, matrix in enumerate(maps.values(), start=1):
+        fig.add_trace(
+            go.Heatmap(
+                z=matrix,
+                x=labels,
+                y=labels,
+                zmin=0,
+                zmax=zmax,
+                colorscale="Viridis",
+                showscale=col == len(maps),
+                hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title)
+    return fig

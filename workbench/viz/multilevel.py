@@ -9,6 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.viz.figures import attention_maps_figure
+
 
 def learning_curves_figure(curves: pd.DataFrame, metric: str = "dev_accuracy") -> go.Figure:
     """Train loss (left) and a dev metric (right) per epoch; one line per model, mean over seeds with min-max band.
@@ -96,32 +98,17 @@ def global_local_attention_figure(
 
     The local map is a band: each token only sees its window. A gate near 1 means the token took the global view.
     """
-    cols = 3 if gate is not None else 2
-    widths = [0.42, 0.42, 0.16][:cols]
-    titles = ["global attention", "local attention", "gate (1 = global)"][:cols]
-    fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, column_widths=widths, horizontal_spacing=0.06)
+    maps = {"global attention": global_weights, "local attention": local_weights}
+    extra = ["gate (1 = global)"] if gate is not None else []
+    widths = [0.42, 0.42, 0.16] if gate is not None else None
+    title = "Global vs local attention for one review (last layer, mean over heads)"
+    fig = attention_maps_figure(tokens, maps, title, extra_panels=extra, column_widths=widths)
     labels = [f"{i}:{t}" for i, t in enumerate(tokens)]
-    vmax = float(max(global_weights.max(), local_weights.max()))
-    for col, matrix in enumerate((global_weights, local_weights), start=1):
-        fig.add_trace(
-            go.Heatmap(
-                z=matrix,
-                x=labels,
-                y=labels,
-                zmin=0,
-                zmax=vmax,
-                colorscale="Viridis",
-                showscale=col == 2,
-                hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
     if gate is not None:
         fig.add_trace(go.Bar(x=gate, y=labels, orientation="h", marker_color="#7f7f7f", showlegend=False), row=1, col=3)
         fig.update_xaxes(range=[0, 1], row=1, col=3)
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=8))
     fig.update_xaxes(tickfont=dict(size=8), row=1, col=1)
     fig.update_xaxes(tickfont=dict(size=8), row=1, col=2)
-    fig.update_layout(title="Global vs local attention for one review (last layer, mean over heads)", height=650)
+    fig.update_layout(height=650)
     return fig
