@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import pandas as pd
-
 DATA_DESCRIPTION = """\
 List the datasets under the data root, one row per (dataset, subset, split): rows, label distribution, rows
 dropped on purpose (with the reason) and notes (seeded splits, empty stubs). A dataset that is absent is listed as
@@ -41,8 +39,19 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     from workbench.data.catalog import summarize
 
     table = summarize(args.root)
-    with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_colwidth", 90):
-        print(table.to_string(index=False))
+    for dataset, group in table.groupby("dataset", sort=False):
+        print(dataset)
+        columns = ["subset", "split", "rows", "labels"]
+        cells = group[columns].astype(str)
+        widths = {c: cells[c].str.len().max() for c in columns}
+        for (_, row), (_, raw) in zip(cells.iterrows(), group.iterrows()):
+            line = "  " + "  ".join(
+                row[c].rjust(widths[c]) if c == "rows" else row[c].ljust(widths[c]) for c in columns
+            )
+            extras = [str(raw[c]) for c in ("dropped", "note") if str(raw.get(c) or "").strip()]
+            if str(raw.get("status", "ok")) != "ok":
+                extras.insert(0, str(raw["status"]))
+            print(line.rstrip() + (f"   [{'; '.join(extras)}]" if extras else ""))
     return 0
 
 
