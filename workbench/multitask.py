@@ -10,7 +10,6 @@ Batches are tuples `(*inputs, labels_task_0, labels_task_1, ...)`; the model ret
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 
@@ -138,7 +137,7 @@ def fit_multitask(
     loader_rng = torch.Generator().manual_seed(config.seed)
     pcgrad_rng = torch.Generator().manual_seed(config.seed + 1)
     loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=loader_rng, collate_fn=collate_fn)
-    history, best_state, stale = History(), None, 0
+    history = History()
     bar = tqdm(range(config.epochs), desc="epochs (multitask)", disable=not config.progress)
     for epoch in bar:
         model.train()
@@ -162,21 +161,12 @@ def fit_multitask(
         record.update({f"train_loss_{name}": total / max(seen, 1) for name, total in zip(names, totals)})
         if pcgrad:
             record["conflict_rate"] = conflicts / max(steps, 1)
+        score = None
         if dev is not None:
             scores = evaluate_multitask(model, dev, num_tasks, config.eval_batch_size, collate_fn)
             record.update({f"dev_{name}_macro_f1": s["macro_f1"] for name, s in zip(names, scores)})
             score = float(np.mean([s[config.monitor] for s in scores]))
-            if score > history.best_score:
-                history.best_score, history.best_epoch, stale = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-        history.epochs.append(record)
-        if dev is not None and stale >= config.patience:
+        if history.add_epoch(model, record, score, config.patience):
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        history.best_epoch = len(history.epochs) - 1
-    model.eval()
+    history.restore_best(model)
     return history

@@ -52,6 +52,30 @@ class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     best_score: float = float("-inf")
+    _best_state: dict | None = field(default=None, repr=False)
+    _stale: int = 0
+
+    def add_epoch(self, model: nn.Module, record: dict[str, float], score: float | None, patience: int) -> bool:
+        """Append an epoch's record; keep a copy of the weights when `score` improves (None: no dev set).
+        Returns True when `patience` epochs have passed without improvement (time to stop)."""
+        epoch = len(self.epochs)
+        self.epochs.append(record)
+        if score is None:
+            return False
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self._stale = score, epoch, 0
+            self._best_state = copy.deepcopy(model.state_dict())
+        else:
+            self._stale += 1
+        return self._stale >= patience
+
+    def restore_best(self, model: nn.Module) -> None:
+        """Load the best epoch's weights into `model` (the last epoch's stay when there was no dev set); eval mode."""
+        if self._best_state is not None:
+            model.load_state_dict(self._best_state)
+        else:
+            self.best_epoch = len(self.epochs) - 1
+        model.eval()
 
     def frame(self):
         import pandas as pd
@@ -156,7 +180,7 @@ def fit(
     optimizer = optimizer or torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_fn)
-    history, best_state, stale = History(), None, 0
+    history = History()
     bar = tqdm(range(config.epochs), desc="epochs", disable=not config.progress)
     import time
 
@@ -174,23 +198,15 @@ def fit(
             n = len(split_batch(batch)[2])
             total, seen = total + float(loss.detach()) * n, seen + n
         record = {"epoch": epoch, "train_loss": total / max(seen, 1), "seconds": time.perf_counter() - start}
+        score = None
         if dev is not None:
             record.update({f"dev_{k}": v for k, v in evaluate(model, dev, config.eval_batch_size, collate_fn).items()})
             score = record[f"dev_{config.monitor}"]
-            if score > history.best_score:
-                history.best_score, history.best_epoch, stale = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-        history.epochs.append(record)
+        stop = history.add_epoch(model, record, score, config.patience)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("train_loss", f"dev_{config.monitor}")})
-        if dev is not None and stale >= config.patience:
+        if stop:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        history.best_epoch = len(history.epochs) - 1
-    model.eval()
+    history.restore_best(model)
     return history
 
 
