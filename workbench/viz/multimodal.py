@@ -10,19 +10,25 @@ from plotly.subplots import make_subplots
 MODALITY_COLOURS = {"text": "#1f77b4", "audio": "#ff7f0e", "visual": "#2ca02c"}
 
 
-def modality_weight_figure(weights: pd.DataFrame, model: str = "attention") -> go.Figure:
-    """Box plots of the per-sample attention weight of each modality (test split, all seeds), one panel per label
-    scheme (rows) and mode (columns). Quartiles are computed here, so the figure stays small. The dashed line is
-    the uniform weight 1/M: a box above it means the fusion leans on that modality."""
-    rows = weights[weights["model"] == model]
-    schemes, modes = list(dict.fromkeys(rows["scheme"])), list(dict.fromkeys(rows["mode"]))
+def _scheme_mode_grid(frame: pd.DataFrame, vertical_spacing: float) -> tuple[go.Figure, list[str], list[str]]:
+    """An empty subplot grid with one panel per label scheme (rows) and mode (columns), in order of appearance."""
+    schemes, modes = list(dict.fromkeys(frame["scheme"])), list(dict.fromkeys(frame["mode"]))
     fig = make_subplots(
         rows=len(schemes),
         cols=len(modes),
         shared_yaxes=True,
         subplot_titles=[f"{s} · {m}" for s in schemes for m in modes],
-        vertical_spacing=0.08,
+        vertical_spacing=vertical_spacing,
     )
+    return fig, schemes, modes
+
+
+def modality_weight_figure(weights: pd.DataFrame, model: str = "attention") -> go.Figure:
+    """Box plots of the per-sample attention weight of each modality (test split, all seeds), one panel per label
+    scheme (rows) and mode (columns). Quartiles are computed here, so the figure stays small. The dashed line is
+    the uniform weight 1/M: a box above it means the fusion leans on that modality."""
+    rows = weights[weights["model"] == model]
+    fig, schemes, modes = _scheme_mode_grid(rows, vertical_spacing=0.08)
     for r, scheme in enumerate(schemes, start=1):
         for c, mode in enumerate(modes, start=1):
             panel = rows[(rows["scheme"] == scheme) & (rows["mode"] == mode)]
@@ -58,14 +64,7 @@ def modality_weight_figure(weights: pd.DataFrame, model: str = "attention") -> g
 def train_test_gap_figure(gap: pd.DataFrame, metric: str = "accuracy") -> go.Figure:
     """Train vs test `metric` per model (mean over seeds), one panel per scheme (rows) and mode (columns).
     A tall train bar over a short test bar is overfitting, or for MOSI text/visual the extractors' leak."""
-    schemes, modes = list(dict.fromkeys(gap["scheme"])), list(dict.fromkeys(gap["mode"]))
-    fig = make_subplots(
-        rows=len(schemes),
-        cols=len(modes),
-        shared_yaxes=True,
-        subplot_titles=[f"{s} · {m}" for s in schemes for m in modes],
-        vertical_spacing=0.1,
-    )
+    fig, schemes, modes = _scheme_mode_grid(gap, vertical_spacing=0.1)
     for r, scheme in enumerate(schemes, start=1):
         for c, mode in enumerate(modes, start=1):
             panel = gap[(gap["scheme"] == scheme) & (gap["mode"] == mode)]
