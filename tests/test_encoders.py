@@ -66,3 +66,20 @@ def test_hub_id_offline_names_the_default(monkeypatch):
 
 def test_minilm_ships_in_its_package():
     assert (encoders.minilm_path() / "config.json").is_file()
+
+
+def test_layer_mean_states_average_the_top_layers_and_are_cached_apart(tiny):
+    batch = tiny.tokenize(TEXTS)
+    with torch.no_grad():
+        hidden = tiny.model(**batch, output_hidden_states=True).hidden_states
+        both = encoders.run_layers(tiny.model, batch, layers=2)
+    torch.testing.assert_close(both, (hidden[-1] + hidden[-2]) / 2)
+    last = encode_tokens(TEXTS, tiny, progress=False)
+    mean2 = encode_tokens(TEXTS, tiny, progress=False, layers=2)
+    mask = batch["attention_mask"].bool().numpy()
+    np.testing.assert_allclose(mean2.states[1][mask[1]], both[1][mask[1]].numpy(), atol=2e-3)  # float16 cache
+    assert not np.allclose(last.states, mean2.states)
+    with pytest.raises(ValueError, match="only 2 layers"):
+        encoders.run_layers(tiny.model, batch, layers=3)
+    with pytest.raises(ValueError, match="at least 1"):
+        encoders.run_layers(tiny.model, batch, layers=0)

@@ -83,12 +83,13 @@ def test_collate_trims_padding_columns_and_casts_to_float32():
     assert batch_mask.shape == (3, 4) and labels.tolist() == [0, 1, 1]
 
 
-@pytest.mark.parametrize("name", ["linear", "crosstalk"])
-def test_sequence_classifier_fine_tunes_the_encoder_with_the_head(name):
+@pytest.mark.parametrize("name,layers", [("linear", 1), ("crosstalk", 2)])
+def test_sequence_classifier_fine_tunes_the_encoder_with_the_head(name, layers):
     from workbench.encoders import load_encoder
 
     encoder = load_encoder("tiny", device="cpu")
-    model = SequenceClassifier(encoder.model, build_head(name, encoder.hidden_size, 2, **SMALL.get(name, {})))
+    head = build_head(name, encoder.hidden_size, 2, **SMALL.get(name, {}))
+    model = SequenceClassifier(encoder.model, head, layers=layers)
     batch = encoder.tokenize(["a good day", "a very bad and long day indeed"], max_length=16)
     outputs = _as_tuple(model(batch["input_ids"], batch["attention_mask"]))
     assert all(o.shape == (2, 2) for o in outputs) and len(outputs) == model.num_tasks

@@ -8,7 +8,7 @@ import torch
 
 from workbench.heads import SequenceClassifier, build_head
 from workbench.multitask import fit_multitask, pcgrad_backward, predict_multitask, project_conflicting
-from workbench.training import TrainConfig
+from workbench.training import TrainConfig, class_weights
 
 
 def _vectors(*rows):
@@ -150,3 +150,23 @@ def test_fit_multitask_is_repeatable_with_the_same_seed():
         results.append((history.frame(), predict_multitask(head, data)))
     assert results[0][0].drop(columns="seconds").equals(results[1][0].drop(columns="seconds"))
     assert all(np.array_equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+
+
+def test_fit_multitask_can_stop_on_the_summed_dev_loss():
+    states = torch.randn(40, 6, 8, generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(40, 6, dtype=torch.bool)
+    data = torch.utils.data.TensorDataset(states, mask, (states[:, 0, 0] > 0).long(), (states[:, 0, 1] > 0).long())
+    torch.manual_seed(0)
+    head = build_head("crosstalk", 8, 2, channels=8, task_dim=4)
+    config = TrainConfig(epochs=5, lr=1e-2, batch_size=8, seed=0, monitor="loss", progress=False, device="cpu")
+    history = fit_multitask(head, data, data, config, pcgrad=True)
+    losses = history.frame()["dev_loss"].to_numpy()
+    assert history.best_epoch == int(np.argmin(losses))
+    # summed class-weighted cross-entropy of the restored model equals the best recorded dev loss
+    weights = [class_weights(t.numpy(), 2) for t in data.tensors[2:]]
+    logits = predict_multitask(head, data)
+    summed = sum(
+        torch.nn.functional.cross_entropy(torch.from_numpy(out), y, weight=w).item()
+        for out, y, w in zip(logits, data.tensors[2:], weights)
+    )
+    assert summed == pytest.approx(losses.min(), rel=1e-4)

@@ -108,3 +108,22 @@ def test_fine_tuning_with_dict_batches_updates_the_encoder_and_lowers_the_loss(t
         a = encoder.model(**batch).last_hidden_state
         b = reloaded(**batch).last_hidden_state
     assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_monitoring_the_dev_loss_keeps_the_epoch_with_the_lowest_mean_loss():
+    from torch import nn
+
+    from workbench.training import mean_loss
+
+    x, y = _blobs(90)
+    data = tensor_dataset(x, y)
+    config = TrainConfig(epochs=6, lr=5e-2, batch_size=16, patience=10, seed=0, monitor="loss", progress=False)
+    torch.manual_seed(0)
+    model = EmbeddingClassifier(8, 3)
+    history = fit(model, data, data, config)
+    losses = [e["dev_loss"] for e in history.epochs]
+    assert history.best_epoch == int(np.argmin(losses)) and history.best_score == -min(losses)
+    # the restored weights are those of the best epoch: their dev loss is the recorded minimum
+    criterion = nn.CrossEntropyLoss(weight=class_weights(y, 3))
+    restored = mean_loss(model, data, lambda m, b: criterion(m(b[0]), b[1]))
+    assert restored == pytest.approx(min(losses), rel=1e-5)

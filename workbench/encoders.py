@@ -182,6 +182,23 @@ class _ShardCache:
         tmp.replace(self.dir / f"{name}.npz")
 
 
+def run_layers(model: torch.nn.Module, batch: dict[str, torch.Tensor], layers: int = 1) -> torch.Tensor:
+    """Token states (batch, L, hidden): the final layer, or the mean of the last `layers` layers.
+
+    Averaging the top layers is the feature-based use of BERT (Devlin et al. 2019, section 5.3, which sums or
+    concatenates the last four): for a frozen encoder, the lower layers keep lexical and sentiment cues that the
+    final, sentence-similarity-tuned layer of all-MiniLM-L6-v2 smooths away, and the hidden size stays the same.
+    """
+    if layers < 1:
+        raise ValueError(f"layers must be at least 1, not {layers}")
+    if layers == 1:
+        return model(**batch).last_hidden_state
+    hidden = model(**batch, output_hidden_states=True).hidden_states  # embeddings + one per layer
+    if layers > len(hidden) - 1:
+        raise ValueError(f"layers={layers} but the encoder has only {len(hidden) - 1} layers")
+    return torch.stack(hidden[-layers:]).mean(0)
+
+
 @torch.inference_mode()
 def _encode(
     encoder: Encoder,
@@ -191,15 +208,19 @@ def _encode(
     batch_size: int,
     cache: bool,
     progress: bool,
+    layers: int = 1,
 ) -> list[np.ndarray]:
-    store = _ShardCache(encoder, {"kind": kind, "max_length": max_length}, cache)
+    settings: dict[str, object] = {"kind": kind, "max_length": max_length}
+    if layers != 1:  # the key of final-layer caches stays as it was
+        settings["layers"] = layers
+    store = _ShardCache(encoder, settings, cache)
     keys = [_text_key(t) for t in texts]
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in store.items}.items(), key=lambda kv: len(kv[1]))
     bar = tqdm(total=len(todo), desc=f"encoding ({encoder.name}, {kind})", disable=not progress or not todo)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         batch = encoder.tokenize([t for _, t in chunk], max_length)
-        states = encoder.model(**batch).last_hidden_state.float()
+        states = run_layers(encoder.model, batch, layers).float()
         mask = batch["attention_mask"].bool()
         if kind == "mean":
             pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
@@ -236,7 +257,7 @@ def embed_texts(
 
 @dataclass
 class TokenStates:
-    """Final-layer token states of a batch of texts, padded: `states` (n, L, hidden) float32, `mask` (n, L) bool."""
+    """Token states of a batch of texts, padded: `states` (n, L, hidden) float16, `mask` (n, L) bool."""
 
     states: np.ndarray
     mask: np.ndarray
@@ -256,9 +277,11 @@ def encode_tokens(
     batch_size: int = 64,
     cache: bool = True,
     progress: bool = True,
+    layers: int = 1,
 ) -> TokenStates:
-    """Final-layer token states (the input of the classification heads), cached like `embed_texts`."""
-    arrays = _encode(_as_encoder(encoder), texts, "tokens", max_length, batch_size, cache, progress)
+    """Token states (the input of the classification heads) of the final layer, or the mean of the last `layers`
+    layers (`run_layers`), cached like `embed_texts`."""
+    arrays = _encode(_as_encoder(encoder), texts, "tokens", max_length, batch_size, cache, progress, layers)
     width = max((len(a) for a in arrays), default=0)
     hidden = arrays[0].shape[1] if arrays else 0
     states = np.zeros((len(arrays), width, hidden), np.float16)

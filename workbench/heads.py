@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from workbench.encoders import run_layers
+
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the token axis of (batch, L, d) values, counting only positions where `mask` is True."""
@@ -164,23 +166,25 @@ def build_head(name: str, hidden_size: int, num_classes: int | tuple[int, int] =
 
 
 class SequenceClassifier(nn.Module):
-    """A transformer encoder with a head on its final token states, for end-to-end fine-tuning (paper profile).
+    """A transformer encoder with a head on its token states (the final layer, or the mean of the last `layers`:
+    `workbench.encoders.run_layers`), for end-to-end fine-tuning (paper profile).
 
     `forward(input_ids, attention_mask, token_type_ids=None)` returns what the head returns.
     """
 
-    def __init__(self, encoder_model: nn.Module, head: nn.Module):
+    def __init__(self, encoder_model: nn.Module, head: nn.Module, layers: int = 1):
         super().__init__()
         self.encoder = encoder_model
         self.head = head
+        self.layers = layers
         self.num_tasks = getattr(head, "num_tasks", 1)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        return self.head(states, attention_mask.bool())
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, **extra}
+        return self.head(run_layers(self.encoder, batch, self.layers), attention_mask.bool())
 
 
 def token_state_dataset(states: np.ndarray, mask: np.ndarray, *labels: np.ndarray) -> TensorDataset:

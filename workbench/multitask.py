@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from workbench.runtime import default_device, set_seed
-from workbench.training import History, TrainConfig, class_weights, classification_metrics
+from workbench.training import History, TrainConfig, class_weights, classification_metrics, mean_loss, monitored_score
 
 
 def project_conflicting(grads: Sequence[torch.Tensor], generator: torch.Generator | None = None) -> list[torch.Tensor]:
@@ -120,7 +120,7 @@ def fit_multitask(
     """Train a multi-output model on the sum of per-task (class-weighted) cross-entropies, with or without PCGrad.
 
     The same loop runs both variants so that they differ only in how the gradient is formed. With `dev`, the
-    weights of the epoch with the best mean dev macro-F1 over tasks are kept (early stopping on
+    weights of the epoch with the best mean dev `config.monitor` over tasks (or the lowest summed dev loss) are kept (early stopping on
     `config.patience`). Same seed, same data, same result on CPU.
     """
     config = config or TrainConfig()
@@ -132,6 +132,11 @@ def fit_multitask(
     for labels in _task_labels(train, num_tasks):
         weight = class_weights(labels, max(int(labels.max()) + 1, 2)).to(device) if config.weighted_loss else None
         criteria.append(nn.CrossEntropyLoss(weight=weight))
+
+    def summed_loss(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        inputs, targets = _split(batch, num_tasks)
+        return sum(criterion(out, y) for criterion, out, y in zip(criteria, m(*inputs), targets))
+
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     loader_rng = torch.Generator().manual_seed(config.seed)
@@ -165,7 +170,11 @@ def fit_multitask(
         if dev is not None:
             scores = evaluate_multitask(model, dev, num_tasks, config.eval_batch_size, collate_fn)
             record.update({f"dev_{name}_macro_f1": s["macro_f1"] for name, s in zip(names, scores)})
-            score = float(np.mean([s[config.monitor] for s in scores]))
+            if config.monitor == "loss":
+                record["dev_loss"] = mean_loss(model, dev, summed_loss, config.eval_batch_size, collate_fn)
+                score = monitored_score(record, "loss")
+            else:
+                score = float(np.mean([s[config.monitor] for s in scores]))
         if history.add_epoch(model, record, score, config.patience):
             break
     history.restore_best(model)

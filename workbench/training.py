@@ -39,7 +39,7 @@ class TrainConfig:
     seed: int = 0
     weighted_loss: bool = True
     max_grad_norm: float | None = 1.0
-    monitor: str = "macro_f1"
+    monitor: str = "macro_f1"  # a dev metric to maximise, or "loss": the mean dev loss, minimised
     eval_batch_size: int = 256
     device: str | None = None
     progress: bool = True
@@ -150,6 +150,27 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 256, collate_fn=
     return classification_metrics(_labels_of(data), logits.argmax(-1), labels=list(range(logits.shape[1])))
 
 
+@torch.no_grad()
+def mean_loss(model: nn.Module, data: Dataset, loss_fn: LossFn, batch_size: int = 256, collate_fn=None) -> float:
+    """Mean of `loss_fn(model, batch)` over `data` in eval mode, weighted by batch size: the smooth early-stopping
+    signal (`monitor="loss"`) for dev sets so small that their F1 moves in steps of a point."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, seen = 0.0, 0
+    for batch in DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn):
+        batch = _to(batch, device)
+        n = len(next(iter(batch.values())) if isinstance(batch, dict) else batch[0])
+        total, seen = total + float(loss_fn(model, batch)) * n, seen + n
+    model.train(was_training)
+    return total / max(seen, 1)
+
+
+def monitored_score(record: dict[str, float], monitor: str) -> float:
+    """The number early stopping maximises: a dev metric from `record`, or minus the dev loss."""
+    return -record["dev_loss"] if monitor == "loss" else record[f"dev_{monitor}"]
+
+
 def fit(
     model: nn.Module,
     train: Dataset,
@@ -201,7 +222,9 @@ def fit(
         score = None
         if dev is not None:
             record.update({f"dev_{k}": v for k, v in evaluate(model, dev, config.eval_batch_size, collate_fn).items()})
-            score = record[f"dev_{config.monitor}"]
+            if config.monitor == "loss":
+                record["dev_loss"] = mean_loss(model, dev, loss_fn, config.eval_batch_size, collate_fn)
+            score = monitored_score(record, config.monitor)
         stop = history.add_epoch(model, record, score, config.patience)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("train_loss", f"dev_{config.monitor}")})
         if stop:
