@@ -223,3 +223,31 @@ def test_linear_probe_returns_two_column_logits_that_separate_the_classes():
     features = rng.normal(size=(40, 3)) + labels[:, None] * 3.0
     logits = linear_probe(features, labels, features)
     assert logits.shape == (40, 2) and (logits.argmax(1) == labels).mean() == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_MODELS))
+def test_padding_does_not_change_any_models_output(name):
+    """A review scores the same alone, padded further, or batched with a longer one (eval mode)."""
+    torch.manual_seed(0)
+    kwargs = SIZE if name not in ("bilstm", "textcnn") else dict(d_model=16)
+    model = build_text_model(name, VOCAB, **kwargs).eval()
+    ids = torch.randint(1, VOCAB, (2, 20))
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    ids[0, 12:], mask[0, 12:] = 0, False
+    with torch.no_grad():
+        batched = model(ids, mask)[0]
+        alone = model(ids[:1, :12], mask[:1, :12])[0]
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_bilstm_max_pools_outputs_and_last_reads_final_states():
+    torch.manual_seed(0)
+    model = build_text_model("bilstm", VOCAB, d_model=8).eval()
+    assert model.pooling == "max"
+    ids, mask = torch.randint(1, VOCAB, (1, 6)), torch.ones(1, 6, dtype=torch.bool)
+    with torch.no_grad():
+        outputs, (h, _) = model.lstm(model.embedding(ids))
+        expected = model.classifier(outputs.amax(1))
+        torch.testing.assert_close(model(ids, mask), expected)
+        model.pooling = "last"
+        torch.testing.assert_close(model(ids, mask), model.classifier(torch.cat([h[-2], h[-1]], -1)))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.data import TensorDataset
 
 from workbench.encoders import cache_dir
@@ -73,10 +73,26 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, cache: bool
 
 
 class BiLSTMClassifier(nn.Module):
-    """Embedding -> bidirectional LSTM over the real tokens (packed) -> final states of both directions -> linear."""
+    """Embedding -> bidirectional LSTM over the real tokens (packed) -> pooled -> linear.
 
-    def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 64, hidden: int = 64, dropout=0.1):
+    `pooling="max"` (default) takes the max over time of the outputs of both directions (InferSent-style), which
+    on 3,000 IMDB reviews reached 0.80 dev accuracy where the final states (`pooling="last"`) stalled at 0.64: a
+    from-scratch LSTM carries little of a 128-token review to its last step, and a weak baseline flatters the rest.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int = 2,
+        embed_dim: int = 64,
+        hidden: int = 64,
+        dropout: float = 0.1,
+        pooling: str = "max",
+    ):
         super().__init__()
+        if pooling not in ("max", "last"):
+            raise ValueError(f"pooling must be 'max' or 'last', not {pooling!r}")
+        self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(dropout)
@@ -85,8 +101,13 @@ class BiLSTMClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         lengths = attention_mask.sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(self.embedding(input_ids), lengths, batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.lstm(packed)
-        return self.classifier(self.dropout(torch.cat([h[-2], h[-1]], dim=-1)))
+        outputs, (h, _) = self.lstm(packed)
+        if self.pooling == "last":
+            pooled = torch.cat([h[-2], h[-1]], dim=-1)
+        else:  # padded steps come back as -inf, so the max reads real tokens only
+            outputs, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=float("-inf"))
+            pooled = outputs.amax(1)
+        return self.classifier(self.dropout(pooled))
 
 
 class TextCNNClassifier(nn.Module):
