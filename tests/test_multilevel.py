@@ -251,3 +251,18 @@ def test_bilstm_max_pools_outputs_and_last_reads_final_states():
         torch.testing.assert_close(model(ids, mask), expected)
         model.pooling = "last"
         torch.testing.assert_close(model(ids, mask), model.classifier(torch.cat([h[-2], h[-1]], -1)))
+
+
+def test_bert_baselines_return_one_metric_row_per_run():
+    from workbench.encoders import load_encoder
+    from workbench.textmodels import fine_tuned_encoder_baseline, frozen_encoder_baseline
+
+    texts = [f"{'great lovely fine' if i % 2 else 'awful dull bad'} film number {i}" for i in range(16)]
+    labels = np.arange(16) % 2
+    frozen = frozen_encoder_baseline(load_encoder("tiny"), texts[:12], labels[:12], texts[12:], labels[12:], 16)
+    assert frozen["model"] == "BERT" and frozen["test_size"] == 4 and frozen["bert_train_size"] == 12
+    assert 0.0 <= frozen["accuracy"] <= 1.0 and frozen["inference_reviews_per_second"] > 0
+    tuned = fine_tuned_encoder_baseline(
+        "tiny", texts, labels, list(range(8)), list(range(8, 12)), texts[12:], labels[12:], [0, 1], 16, 4
+    )
+    assert [r["seed"] for r in tuned] == [0, 1] and all(r["epochs_run"] >= 1 for r in tuned)

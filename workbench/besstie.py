@@ -525,27 +525,24 @@ def run_domain_shift(
     for variant, name, task in _progress(jobs, "domain shift", progress):
         trained = train_head(variant, inputs, data.domain_train[name], params, seed)
         tasks = ["Sentiment", "Sarcasm"] if task == "both" else [task]
-        for test_task in tasks:
-            for test_task_, source in CROSS_VARIETY_TASKS:
-                if test_task_ != test_task:
-                    continue
-                for test_var in varieties:
-                    rows.append(
-                        _cell(
-                            trained,
-                            inputs,
-                            data.test[test_task, source, test_var],
-                            test_task,
-                            experiment="domain_shift",
-                            source=source,
-                            train_source=name.split("-")[0],
-                            train_variety=name.split("-")[0],
-                            test_variety=test_var,
-                            in_variety=False,
-                            seed=seed,
-                            seeded_split=source == "Google" and test_var == "en-IN",
-                        )
-                    )
+        test_slices = [(t, s, v) for t, s in CROSS_VARIETY_TASKS if t in tasks for v in varieties]
+        for test_task, source, test_var in test_slices:
+            rows.append(
+                _cell(
+                    trained,
+                    inputs,
+                    data.test[test_task, source, test_var],
+                    test_task,
+                    experiment="domain_shift",
+                    source=source,
+                    train_source=name.split("-")[0],
+                    train_variety=name.split("-")[0],
+                    test_variety=test_var,
+                    in_variety=False,
+                    seed=seed,
+                    seeded_split=source == "Google" and test_var == "en-IN",
+                )
+            )
     return rows
 
 

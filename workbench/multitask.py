@@ -133,9 +133,12 @@ def fit_multitask(
         weight = class_weights(labels, max(int(labels.max()) + 1, 2)).to(device) if config.weighted_loss else None
         criteria.append(nn.CrossEntropyLoss(weight=weight))
 
-    def summed_loss(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def task_losses(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         inputs, targets = _split(batch, num_tasks)
-        return sum(criterion(out, y) for criterion, out, y in zip(criteria, m(*inputs), targets))
+        return [criterion(out, y) for criterion, out, y in zip(criteria, m(*inputs), targets)]
+
+    def summed_loss(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.stack(task_losses(m, batch)).sum()
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -148,9 +151,8 @@ def fit_multitask(
         model.train()
         start, seen, totals, conflicts, steps = time.perf_counter(), 0, np.zeros(num_tasks), 0.0, 0
         for batch in loader:
-            inputs, targets = _split([x.to(device) for x in batch], num_tasks)
-            outputs = model(*inputs)
-            losses = [criterion(out, y) for criterion, out, y in zip(criteria, outputs, targets)]
+            batch = [x.to(device) for x in batch]
+            losses = task_losses(model, batch)
             optimizer.zero_grad()
             if pcgrad:
                 conflicts += pcgrad_backward(losses, params, pcgrad_rng)["conflict"]
@@ -159,7 +161,7 @@ def fit_multitask(
             if config.max_grad_norm:
                 nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
-            n = len(targets[0])
+            n = len(batch[0])
             totals += np.array([float(loss.detach()) for loss in losses]) * n
             seen, steps = seen + n, steps + 1
         record = {"epoch": epoch, "seconds": time.perf_counter() - start}

@@ -273,3 +273,90 @@ def train_text_model(
     }
     metrics = classification_metrics(labels, logits.argmax(-1), labels=list(range(logits.shape[1])))
     return TextRun(name=name, model=model, metrics=metrics, cost=cost, history=history, test_logits=logits)
+
+
+def frozen_encoder_baseline(
+    encoder,
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    test_texts: Sequence[str],
+    test_labels: Sequence[int],
+    max_length: int,
+    timings=None,
+) -> dict[str, object]:
+    """The `quick` BERT row: a frozen encoder's mean-pooled embeddings (cached) feed `linear_probe`.
+
+    Returns one metric row with the same cost columns as `train_text_model`: encoding throughput is measured on
+    the first 256 test texts with the cache off, and a "training epoch" is encoding the training texts plus the
+    probe fit. `timings` (a `workbench.results.Timings`) receives the encode and fit steps when given.
+    """
+    from contextlib import nullcontext
+
+    from workbench.encoders import embed_texts
+
+    def step(name: str):
+        return timings(name) if timings is not None else nullcontext()
+
+    sample = list(test_texts[:256])
+    start = time.perf_counter()
+    embed_texts(sample, encoder, max_length=max_length, cache=False, progress=False)
+    encode_rate = len(sample) / (time.perf_counter() - start)
+    with step("BERT encode (cached after the first run)"):
+        train_features = embed_texts(list(train_texts), encoder, max_length=max_length)
+        test_features = embed_texts(list(test_texts), encoder, max_length=max_length)
+    with step("BERT probe fit"):
+        start = time.perf_counter()
+        logits = linear_probe(train_features, np.asarray(train_labels), test_features)
+        probe_seconds = time.perf_counter() - start
+    metrics = classification_metrics(np.asarray(test_labels), logits.argmax(1), labels=[0, 1])
+    return {
+        "model": "BERT",
+        "architecture": f"{encoder.name} frozen + logistic regression",
+        "seed": None,
+        **metrics,
+        "params": sum(p.numel() for p in encoder.model.parameters()) + train_features.shape[1] + 1,
+        "params_non_embedding": sum(p.numel() for n, p in encoder.model.named_parameters() if "embeddings" not in n),
+        "train_seconds_per_epoch": len(train_texts) / encode_rate + probe_seconds,
+        "inference_reviews_per_second": encode_rate,
+        "bert_train_size": len(train_texts),
+        "bert_max_length": max_length,
+        "test_size": len(test_texts),
+    }
+
+
+def fine_tuned_encoder_baseline(
+    encoder_name: str,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    train_index: Sequence[int],
+    dev_index: Sequence[int],
+    test_texts: Sequence[str],
+    test_labels: Sequence[int],
+    seeds: Sequence[int],
+    max_length: int,
+    batch_size: int,
+) -> list[dict[str, object]]:
+    """The `paper` BERT rows: a pretrained encoder fine-tuned end to end with a [CLS] head (AdamW lr 2e-5, up to
+    3 epochs, early stopping on dev accuracy), one row per seed. Hub encoders need internet."""
+    from workbench.encoders import load_encoder
+    from workbench.runtime import set_seed
+
+    tokenizer = load_encoder(encoder_name).tokenizer
+    ids = tokenize_texts(list(texts), tokenizer, max_length)
+    test = tokenize_texts(list(test_texts), tokenizer, max_length).dataset(test_labels)
+    rows = []
+    for seed in seeds:
+        set_seed(seed)
+        model = EncoderClassifier(load_encoder(encoder_name).model.train())
+        config = TrainConfig(epochs=3, lr=2e-5, batch_size=batch_size, seed=seed, monitor="accuracy", progress=False)
+        run = train_text_model(
+            "BERT (fine-tuned)",
+            model,
+            ids.dataset(labels, train_index),
+            ids.dataset(labels, dev_index),
+            test,
+            config,
+            vocab_size=tokenizer.vocab_size,
+        )
+        rows.append({"model": "BERT", "architecture": encoder_name, "seed": seed, **run.metrics, **run.cost})
+    return rows
