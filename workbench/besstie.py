@@ -441,11 +441,21 @@ def train_head(
     return TrainedHead(variant, model, history.best_epoch, len(train), history.frame())
 
 
-def _cell(trained: TrainedHead, inputs, test: pd.DataFrame, task: str, **keys) -> dict[str, object]:
+def _cell(
+    trained: TrainedHead, inputs, data: StudyData, task: str, source: str, test_variety: str, train_variety: str, **keys
+) -> dict[str, object]:
+    """One matrix cell as a metric row: `trained` scored on BESSTIE's `task`/`source`/`test_variety` test rows.
+    `seeded_split` marks cells that touch the seeded en-IN Google split (in training or in testing)."""
+    test = data.test[task, source, test_variety]
     predicted = trained.predict(inputs, test, task)
     scores = classification_metrics(test["label"].to_numpy(), predicted, labels=[0, 1])
     return {
         **keys,
+        "source": source,
+        "train_variety": train_variety,
+        "test_variety": test_variety,
+        "in_variety": train_variety == test_variety,
+        "seeded_split": source == "Google" and "en-IN" in (train_variety, test_variety),
         "task": task,
         "head": trained.variant,
         "macro_f1": scores["macro_f1"],
@@ -483,25 +493,8 @@ def run_cross_variety(
         else:
             trained = train_head(variant, inputs, data.single_train[task, source, train_var], params, seed)
             tasks = [task]
-        for test_task in tasks:
-            for test_var in varieties:
-                seeded = "en-IN" in (train_var, test_var) and source == "Google"
-                rows.append(
-                    _cell(
-                        trained,
-                        inputs,
-                        data.test[test_task, source, test_var],
-                        test_task,
-                        experiment="cross_variety",
-                        source=source,
-                        train_source=source,
-                        train_variety=train_var,
-                        test_variety=test_var,
-                        in_variety=train_var == test_var,
-                        seed=seed,
-                        seeded_split=seeded,
-                    )
-                )
+        common = dict(experiment="cross_variety", train_source=source, seed=seed)
+        rows += [_cell(trained, inputs, data, t, source, v, train_var, **common) for t in tasks for v in varieties]
     return rows
 
 
@@ -525,24 +518,10 @@ def run_domain_shift(
     for variant, name, task in _progress(jobs, "domain shift", progress):
         trained = train_head(variant, inputs, data.domain_train[name], params, seed)
         tasks = ["Sentiment", "Sarcasm"] if task == "both" else [task]
-        test_slices = [(t, s, v) for t, s in CROSS_VARIETY_TASKS if t in tasks for v in varieties]
-        for test_task, source, test_var in test_slices:
-            rows.append(
-                _cell(
-                    trained,
-                    inputs,
-                    data.test[test_task, source, test_var],
-                    test_task,
-                    experiment="domain_shift",
-                    source=source,
-                    train_source=name.split("-")[0],
-                    train_variety=name.split("-")[0],
-                    test_variety=test_var,
-                    in_variety=False,
-                    seed=seed,
-                    seeded_split=source == "Google" and test_var == "en-IN",
-                )
-            )
+        origin = name.split("-")[0]  # Twitter, Bicodemix
+        common = dict(experiment="domain_shift", train_source=origin, seed=seed)
+        slices = [(t, s, v) for t, s in CROSS_VARIETY_TASKS if t in tasks for v in varieties]
+        rows += [_cell(trained, inputs, data, t, s, v, origin, **common) for t, s, v in slices]
     return rows
 
 
