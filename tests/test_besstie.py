@@ -168,6 +168,8 @@ def test_figures_and_widget(smoke_run):
     head.value = "cnn"
     task_source.value = "Sarcasm · Reddit"
     assert widget.figure.layout.title.text == "Sarcasm · Reddit · cnn: macro-F1"
+    shown = widget.children[1].outputs  # after three renders the Output widget holds one display, not three
+    assert len(shown) == 1 and shown[0]["output_type"] == "display_data"
 
 
 def test_fine_tuning_path_trains_encoder_and_head_end_to_end(fixture_data):

@@ -227,7 +227,8 @@ def heatmap_explorer(metrics: pd.DataFrame):
     """A widget: pick task · source and head from dropdowns and see that cross-variety heatmap (the figure on show
     is also kept as the widget's `figure` attribute)."""
     import ipywidgets as widgets
-    from IPython.display import display
+
+    from workbench.viz.widgets import show_in
 
     rows = _rows(metrics, "cross_variety")
     slices = [f"{t} · {s}" for t, s in CROSS_VARIETY_TASKS if len(rows[(rows["task"] == t) & (rows["source"] == s)])]
@@ -241,9 +242,7 @@ def heatmap_explorer(metrics: pd.DataFrame):
     def show(_=None) -> None:
         task, source = task_source.value.split(" · ")
         explorer.figure = cross_variety_heatmap(metrics, task, source, head.value)
-        with output:
-            output.clear_output(wait=True)
-            display(explorer.figure)
+        show_in(output, explorer.figure)
 
     task_source.observe(show, names="value")
     head.observe(show, names="value")

@@ -14,6 +14,7 @@ import torch
 
 from workbench.encoders import Encoder
 from workbench.pruning import CascadePruner, PruneSchedule, keep_summary
+from workbench.viz.widgets import show_in
 
 
 @dataclass
@@ -185,11 +186,9 @@ def mask_explorer(
         heads_view.value = head_grid_html(trace)
         qk_view.value = query_key_mask_html(trace, layer_slider.value)
         if show_head_view:
-            from IPython.display import HTML, display
+            from IPython.display import HTML
 
-            bertviz_view.clear_output()
-            with bertviz_view:
-                display(HTML(pruned_head_view(trace).data))
+            show_in(bertviz_view, HTML(pruned_head_view(trace).data))
 
     def refresh_layer(_=None) -> None:
         if "trace" in state:
