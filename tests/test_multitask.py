@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from workbench.heads import SequenceClassifier, build_head
-from workbench.multitask import fit_multitask, pcgrad_backward, predict_multitask, project_conflicting
+from workbench.methods.pcgrad import fit_multitask, pcgrad_backward, predict_multitask, project_conflicting
 from workbench.training import TrainConfig, class_weights
 
 

@@ -33,7 +33,7 @@ from workbench.data import (
 from workbench.data.besstie import load_besstie_multitask
 from workbench.encoders import Encoder, encode_tokens, load_encoder
 from workbench.heads import SequenceClassifier, build_head, collate_token_states, token_state_dataset
-from workbench.multitask import fit_multitask, pcgrad_backward, predict_multitask
+from workbench.methods.pcgrad import fit_multitask, pcgrad_backward, predict_multitask
 from workbench.results import Timings, describe_data
 from workbench.runtime import set_seed, torch_threads
 from workbench.training import TrainConfig, class_weights, classification_metrics, fit, predict

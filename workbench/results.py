@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,37 @@ def save_results(
     path = directory / RESULTS_FILE
     path.write_text(json.dumps(_plain(payload), indent=2))
     return path
+
+
+@dataclass
+class StudyResult:
+    """What every study's `run(params)` returns (studies subclass it to add models, histories, predictions).
+
+    `metrics` holds the flat metric rows; `data` describes each data slice (`describe_data`); `notes` are derived
+    from the parameters the run used; `headline` holds the two or three numbers the report index shows.
+    """
+
+    study: str
+    params: dict[str, object]
+    metrics: pd.DataFrame
+    data: list[dict[str, object]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    headline: dict[str, object] = field(default_factory=dict)
+
+    def save(self, report_dir: str | Path | None) -> Path:
+        """Write this run's `results.json` (the profile is taken from `params`)."""
+        return save_results(
+            report_dir,
+            study=self.study,
+            profile=str(self.params.get("profile", "")),
+            parameters=self.params,
+            data=self.data,
+            metrics=self.metrics.to_dict("records"),
+            timings=self.timings,
+            notes=self.notes,
+            headline=self.headline,
+        )
 
 
 def load_results(reports: str | Path = "reports") -> pd.DataFrame:

@@ -1,15 +1,21 @@
-"""Fit / evaluate for any classifier: AdamW, class-weighted cross-entropy, early stopping, seeds, checkpoints.
+"""The one training loop: fit / evaluate for any classifier: AdamW, class-weighted cross-entropy, early stopping,
+seeds, checkpoints.
 
 Batches are either tuples `(*inputs, labels)`, passed to the model as `model(*inputs)`, or mappings with a
-`labels` key, passed as `model(**rest)`. The model returns logits (or an object with `.logits`). A custom
-objective (contrastive, distillation, multitask) is a `loss_fn(model, batch) -> loss` that replaces the default
-weighted cross-entropy; evaluation still reads the logits.
+`labels` key, passed as `model(**rest)`. The model returns logits (or an object with `.logits`). Three hooks cover
+every other objective without a second loop:
+
+- `loss_fn(model, batch) -> loss` replaces the default weighted cross-entropy (contrastive, distillation); it may
+  return one loss per task (a 1-D tensor: multitask), whose sum is minimised and whose parts are logged;
+- `backward(losses, params) -> diagnostics` replaces `losses.sum().backward()` (PCGrad's gradient surgery);
+- `dev_metrics(model, dev) -> {name: value}` replaces `evaluate` on the dev set (per-task metrics).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +31,8 @@ from tqdm.auto import tqdm
 from workbench.runtime import default_device, set_seed
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
+BackwardFn = Callable[[torch.Tensor, Sequence[nn.Parameter]], Mapping[str, float] | None]
+DevMetricsFn = Callable[[nn.Module, Dataset], Mapping[str, float]]
 
 
 @dataclass
@@ -171,6 +179,44 @@ def monitored_score(record: dict[str, float], monitor: str) -> float:
     return -record["dev_loss"] if monitor == "loss" else record[f"dev_{monitor}"]
 
 
+def batch_size_of(batch) -> int:
+    """Rows in a tuple or mapping batch."""
+    return len(split_batch(batch)[2])
+
+
+def train_step(
+    model: nn.Module,
+    batch,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    params: Sequence[nn.Parameter],
+    max_grad_norm: float | None = None,
+    backward: BackwardFn | None = None,
+) -> tuple[torch.Tensor, Mapping[str, float]]:
+    """One optimisation step (forward, backward or the `backward` hook, clipping, update); returns the detached
+    loss (one per task for a multitask objective) and the hook's diagnostics. `fit` and step timings share it."""
+    losses = loss_fn(model, batch)
+    optimizer.zero_grad()
+    diagnostics = (backward(losses, params) if backward else losses.sum().backward()) or {}
+    if max_grad_norm:
+        nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    return losses.detach(), diagnostics
+
+
+def weighted_cross_entropy(train: Dataset, config: TrainConfig, num_classes: int | None, device) -> LossFn:
+    """The default objective: cross-entropy, class-weighted by the training labels when `config.weighted_loss`."""
+    labels = _labels_of(train)
+    k = num_classes or int(labels.max()) + 1
+    weight = class_weights(labels, k).to(device) if config.weighted_loss else None
+    criterion = nn.CrossEntropyLoss(weight=weight)
+
+    def loss_fn(m, batch):
+        return criterion(logits_of(m, batch), split_batch(batch)[2])
+
+    return loss_fn
+
+
 def fit(
     model: nn.Module,
     train: Dataset,
@@ -181,49 +227,52 @@ def fit(
     collate_fn=None,
     optimizer: torch.optim.Optimizer | None = None,
     num_classes: int | None = None,
+    backward: BackwardFn | None = None,
+    dev_metrics: DevMetricsFn | None = None,
+    task_names: Sequence[str] | None = None,
+    desc: str = "epochs",
 ) -> History:
     """Train `model` in place; with `dev`, keep the weights of the best epoch by `config.monitor` and stop after
-    `config.patience` epochs without improvement. Same seed, same data, same result on CPU."""
+    `config.patience` epochs without improvement. Same seed, same data, same result on CPU.
+
+    With a multitask `loss_fn` (one loss per task), `task_names` name the logged per-task training losses, and
+    `dev_metrics` must return the monitored metric (e.g. the mean macro-F1 over tasks) among its values.
+    """
     config = config or TrainConfig()
     set_seed(config.seed)
     device = torch.device(config.device) if config.device else default_device()
     model.to(device)
-    if loss_fn is None:
-        labels = _labels_of(train)
-        k = num_classes or int(labels.max()) + 1
-        weight = class_weights(labels, k).to(device) if config.weighted_loss else None
-        criterion = nn.CrossEntropyLoss(weight=weight)
-
-        def loss_fn(m, batch):
-            return criterion(logits_of(m, batch), split_batch(batch)[2])
-
+    loss_fn = loss_fn or weighted_cross_entropy(train, config, num_classes, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = optimizer or torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_fn)
     history = History()
-    bar = tqdm(range(config.epochs), desc="epochs", disable=not config.progress)
-    import time
-
+    bar = tqdm(range(config.epochs), desc=desc, disable=not config.progress)
     for epoch in bar:
         model.train()
-        start, total, seen = time.perf_counter(), 0.0, 0
+        start, totals, seen, sums, steps = time.perf_counter(), 0.0, 0, {}, 0
         for batch in loader:
             batch = _to(batch, device)
-            loss = loss_fn(model, batch)
-            optimizer.zero_grad()
-            loss.backward()
-            if config.max_grad_norm:
-                nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            n = len(split_batch(batch)[2])
-            total, seen = total + float(loss.detach()) * n, seen + n
-        record = {"epoch": epoch, "train_loss": total / max(seen, 1), "seconds": time.perf_counter() - start}
+            losses, diagnostics = train_step(model, batch, loss_fn, optimizer, params, config.max_grad_norm, backward)
+            n = batch_size_of(batch)
+            totals, seen, steps = totals + np.atleast_1d(losses.double().cpu().numpy()) * n, seen + n, steps + 1
+            for key, value in diagnostics.items():
+                sums[key] = sums.get(key, 0.0) + value
+        record = {"epoch": epoch}
+        if task_names:
+            record.update({f"train_loss_{name}": total / max(seen, 1) for name, total in zip(task_names, totals)})
+        else:
+            record["train_loss"] = float(np.sum(totals)) / max(seen, 1)
+        record["seconds"] = time.perf_counter() - start
+        record.update({f"{key}_rate": total / max(steps, 1) for key, total in sums.items()})
         score = None
         if dev is not None:
-            record.update({f"dev_{k}": v for k, v in evaluate(model, dev, config.eval_batch_size, collate_fn).items()})
+            scores = dev_metrics(model, dev) if dev_metrics else evaluate(model, dev, config.eval_batch_size, collate_fn)
+            record.update({f"dev_{k}": v for k, v in scores.items()})
             if config.monitor == "loss":
-                record["dev_loss"] = mean_loss(model, dev, loss_fn, config.eval_batch_size, collate_fn)
+                record["dev_loss"] = mean_loss(model, dev, lambda m, b: loss_fn(m, b).sum(), config.eval_batch_size,
+                                               collate_fn)
             score = monitored_score(record, config.monitor)
         stop = history.add_epoch(model, record, score, config.patience)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("train_loss", f"dev_{config.monitor}")})

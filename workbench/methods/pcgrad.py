@@ -10,17 +10,15 @@ Batches are tuples `(*inputs, labels_task_0, labels_task_1, ...)`; the model ret
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from workbench.runtime import default_device, set_seed
-from workbench.training import History, TrainConfig, class_weights, classification_metrics, mean_loss, monitored_score
+from workbench.runtime import default_device
+from workbench.training import History, TrainConfig, class_weights, classification_metrics, fit
 
 
 def project_conflicting(grads: Sequence[torch.Tensor], generator: torch.Generator | None = None) -> list[torch.Tensor]:
@@ -117,67 +115,37 @@ def fit_multitask(
     collate_fn=None,
     task_names: Sequence[str] | None = None,
 ) -> History:
-    """Train a multi-output model on the sum of per-task (class-weighted) cross-entropies, with or without PCGrad.
+    """Train a multi-output model on the sum of per-task (class-weighted) cross-entropies, with or without PCGrad,
+    through the one training loop (`workbench.training.fit`): the two variants differ only in its `backward` hook.
 
-    The same loop runs both variants so that they differ only in how the gradient is formed. With `dev`, the
-    weights of the epoch with the best mean dev `config.monitor` over tasks (or the lowest summed dev loss) are kept (early stopping on
-    `config.patience`). Same seed, same data, same result on CPU.
+    With `dev`, the weights of the epoch with the best mean dev `config.monitor` over tasks (or the lowest summed dev
+    loss) are kept (early stopping on `config.patience`). Same seed, same data, same result on CPU.
     """
     config = config or TrainConfig()
     names = list(task_names or [f"task{t}" for t in range(num_tasks)])
-    set_seed(config.seed)
     device = torch.device(config.device) if config.device else default_device()
-    model.to(device)
     criteria = []
     for labels in _task_labels(train, num_tasks):
         weight = class_weights(labels, max(int(labels.max()) + 1, 2)).to(device) if config.weighted_loss else None
         criteria.append(nn.CrossEntropyLoss(weight=weight))
 
-    def task_losses(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    def task_losses(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         inputs, targets = _split(batch, num_tasks)
-        return [criterion(out, y) for criterion, out, y in zip(criteria, m(*inputs), targets)]
+        return torch.stack([criterion(out, y) for criterion, out, y in zip(criteria, m(*inputs), targets)])
 
-    def summed_loss(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return torch.stack(task_losses(m, batch)).sum()
+    def dev_metrics(m: nn.Module, data: Dataset) -> dict[str, float]:
+        scores = evaluate_multitask(m, data, num_tasks, config.eval_batch_size, collate_fn)
+        out = {f"{name}_macro_f1": s["macro_f1"] for name, s in zip(names, scores)}
+        if config.monitor != "loss":
+            out[config.monitor] = float(np.mean([s[config.monitor] for s in scores]))
+        return out
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    loader_rng = torch.Generator().manual_seed(config.seed)
-    pcgrad_rng = torch.Generator().manual_seed(config.seed + 1)
-    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=loader_rng, collate_fn=collate_fn)
-    history = History()
-    bar = tqdm(range(config.epochs), desc="epochs (multitask)", disable=not config.progress)
-    for epoch in bar:
-        model.train()
-        start, seen, totals, conflicts, steps = time.perf_counter(), 0, np.zeros(num_tasks), 0.0, 0
-        for batch in loader:
-            batch = [x.to(device) for x in batch]
-            losses = task_losses(model, batch)
-            optimizer.zero_grad()
-            if pcgrad:
-                conflicts += pcgrad_backward(losses, params, pcgrad_rng)["conflict"]
-            else:
-                torch.stack(losses).sum().backward()
-            if config.max_grad_norm:
-                nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            n = len(batch[0])
-            totals += np.array([float(loss.detach()) for loss in losses]) * n
-            seen, steps = seen + n, steps + 1
-        record = {"epoch": epoch, "seconds": time.perf_counter() - start}
-        record.update({f"train_loss_{name}": total / max(seen, 1) for name, total in zip(names, totals)})
-        if pcgrad:
-            record["conflict_rate"] = conflicts / max(steps, 1)
-        score = None
-        if dev is not None:
-            scores = evaluate_multitask(model, dev, num_tasks, config.eval_batch_size, collate_fn)
-            record.update({f"dev_{name}_macro_f1": s["macro_f1"] for name, s in zip(names, scores)})
-            if config.monitor == "loss":
-                record["dev_loss"] = mean_loss(model, dev, summed_loss, config.eval_batch_size, collate_fn)
-                score = monitored_score(record, "loss")
-            else:
-                score = float(np.mean([s[config.monitor] for s in scores]))
-        if history.add_epoch(model, record, score, config.patience):
-            break
-    history.restore_best(model)
-    return history
+    generator = torch.Generator().manual_seed(config.seed + 1)
+
+    def pcgrad_step(losses: torch.Tensor, params: Sequence[nn.Parameter]) -> dict[str, float]:
+        return {"conflict": pcgrad_backward(list(losses), params, generator)["conflict"]}
+
+    return fit(
+        model, train, dev, config, loss_fn=task_losses, collate_fn=collate_fn, backward=pcgrad_step if pcgrad else None,
+        dev_metrics=dev_metrics, task_names=names, desc="epochs (multitask)",
+    )
