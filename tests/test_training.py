@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.probe import EmbeddingClassifier, tensor_dataset, train_probe
+from workbench.methods.probe import EmbeddingClassifier, tensor_dataset, train_probe
 from workbench.training import (
     TrainConfig,
     class_weights,
