@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -113,3 +116,149 @@ def test_console_script_help_explains_commands():
     ).stdout
     for word in ("run", "list", "data", "bench"):
         assert word in out
+
+
+SLOW = (
+    """
+import os, time
+while os.path.exists(os.environ.get("WORKBENCH_TEST_BLOCK", "")):
+    time.sleep(0.2)
+"""
+    + WRITE_RESULTS
+)
+
+WITH_CACHE = (
+    """
+from workbench.encoders import embed_texts, load_encoder
+vectors = embed_texts(["a first text", "a second text"], load_encoder("tiny"), max_length=16)
+"""
+    + WRITE_RESULTS
+)
+
+
+def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
+
+
+def test_unknown_or_mistyped_parameter_fails_before_any_kernel(notebooks: Path, tmp_path: Path, capsys):
+    reports = tmp_path / "reports"
+    start = time.perf_counter()
+    code = main(["run", "10_good", "-p", "valeu=3", "--notebooks-dir", str(notebooks), "--reports", str(reports)])
+    assert code == 2 and time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert "10_good" in err and "'valeu'" in err and "did you mean 'value'" in err
+    assert not reports.exists(), "no run folder for a rejected parameter"
+
+
+@pytest.mark.parametrize(
+    "stem, parameter, expected",
+    [
+        ("01_mage", "langauges=[hau]", "did you mean 'languages'"),
+        ("04_spatten", "max_train_rows=abc", "'max_train_rows'"),
+        ("03_besstie", "heads=[linear, nope]", "'nope' is not allowed"),
+        ("03_besstie", "epochs=-1", "below the minimum"),
+    ],
+)
+def test_study_parameters_are_checked_before_the_notebook_starts(tmp_path: Path, capsys, stem, parameter, expected):
+    reports = tmp_path / "reports"
+    start = time.perf_counter()
+    assert main(["run", stem, "--profile", "smoke", "-p", parameter, "--reports", str(reports)]) == 2
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert stem in err and expected in err and "Traceback" not in err
+    assert not reports.exists()
+
+
+def test_list_name_shows_each_parameter_per_profile(capsys):
+    assert main(["list", "03_besstie"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke" in out and "quick" in out and "paper" in out
+    assert "heads" in out and "bert-base-uncased" in out
+
+
+def test_a_run_killed_mid_notebook_is_rerun_by_resume_and_nothing_else(notebooks: Path, tmp_path: Path):
+    _notebook(notebooks / "30_slow.ipynb", SLOW)
+    block = tmp_path / "block"
+    block.write_text("")
+    reports = tmp_path / "reports"
+    common = ["--profile", "smoke", "--notebooks-dir", str(notebooks), "--reports", str(reports)]
+    assert main(["run", "10_good", *common]) == 0
+    proc = _cli("run", "30_slow", *common, env={"WORKBENCH_TEST_BLOCK": str(block)}, start_new_session=True)
+    record = reports / "30_slow-smoke" / "run.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (record.is_file() and "running" in record.read_text()):
+        time.sleep(0.2)
+    time.sleep(3)  # inside the notebook by now: the kernel is waiting on the block file
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads(record.read_text())["status"] == "running", "a killed run must not look finished"
+    block.unlink()
+    outcomes = run_notebooks(
+        find_notebooks(["10_good", "30_slow"], notebooks), "smoke", {}, reports, resume=True, progress=False
+    )
+    assert [o.status for o in outcomes] == ["skipped", "ok"]
+    assert json.loads(record.read_text())["status"] == "ok"
+
+
+def test_concurrent_runs_share_reports_and_cache_without_corruption(notebooks: Path, tmp_path: Path):
+    _notebook(notebooks / "40_cache.ipynb", WITH_CACHE)
+    reports, cache = tmp_path / "reports", tmp_path / "cache"
+    broken = reports / "99_broken-smoke"
+    broken.mkdir(parents=True)
+    (broken / "run.json").write_text('{"status": "o')  # a neighbour's half-written record fails no run
+    common = ["--profile", "smoke", "--notebooks-dir", str(notebooks), "--reports", str(reports)]
+    env = {"WORKBENCH_CACHE": str(cache)}
+    procs = [_cli("run", "40_cache", *common, env=env) for _ in range(2)] + [_cli("run", "10_good", *common, env=env)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    same = outputs[0][0] + outputs[1][0]
+    assert "waiting: an identical run is in progress" in same and "skipped: the identical run" in same
+    for name in ("40_cache-smoke", "10_good-smoke"):
+        assert json.loads((reports / name / "run.json").read_text())["status"] == "ok"
+        assert json.loads((reports / name / "results.json").read_text())["metrics"]
+    assert not list(cache.rglob("*.partial")) and list(cache.rglob("*.npz"))
+    index = (reports / "index.html").read_text()
+    assert "40_cache-smoke" in index and "10_good-smoke" in index and "99_broken" not in index
+
+
+def test_status_lines_appear_as_each_run_ends(notebooks: Path, tmp_path: Path):
+    proc = _cli(
+        "run", "10_good", "20_bad", "--profile", "smoke", "--notebooks-dir", str(notebooks), "--reports", str(tmp_path)
+    )
+    out, _ = proc.communicate(timeout=300)
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    assert lines[0].startswith("[1/2] 10_good smoke ->") and lines[1].startswith("ok  10_good")
+    assert lines[2].startswith("[2/2] 20_bad smoke ->") and lines[3].startswith("failed  20_bad")
+
+
+def test_filesystem_mistakes_are_one_line_errors(notebooks: Path, tmp_path: Path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    proc = _cli("run", "10_good", "--notebooks-dir", str(notebooks), "--reports", str(not_a_folder / "reports"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "cannot write to the reports folder" in err and "Traceback" not in err
+    piped = subprocess.run(
+        f"{sys.executable} -m workbench.cli list --notebooks-dir {notebooks} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
+
+
+def test_an_interactive_run_lands_in_the_project_reports_and_index(tmp_path: Path, monkeypatch):
+    import workbench.results as results
+
+    monkeypatch.setattr(results, "project_root", lambda: tmp_path)
+    path = results.save_results(None, study="toy", profile="smoke", parameters={"a": 1}, data=[], metrics=[{"m": 1}])
+    assert path == tmp_path / "reports" / "toy-interactive" / "results.json"
+    assert json.loads((path.parent / "run.json").read_text())["status"] == "ok"
+    assert "toy-interactive" in (tmp_path / "reports" / "index.html").read_text()

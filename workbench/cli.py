@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 from workbench.data.schema import DataError
-from workbench.profiles import PROFILES
+from workbench.profiles import PROFILES, ParameterError
 
 DESCRIPTION = """\
 Attention-based sentiment research workbench.
@@ -23,33 +25,47 @@ Attention-based sentiment research workbench.
 """
 
 
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from workbench.runner import find_notebooks, parse_parameters, run_notebooks
 
     notebooks = find_notebooks(args.notebooks, args.notebooks_dir)
     parameters = parse_parameters(args.parameter)
-    outcomes = run_notebooks(notebooks, args.profile, parameters, args.reports, args.resume, args.kernel)
-    for o in outcomes:
-        line = f"{o.status:>7}  {o.notebook}  {o.seconds:6.1f}s  {o.run_dir}"
-        if o.status == "failed":
-            line += f"\n         failing cell {o.error.get('cell')}: {o.error.get('ename')}: {o.error.get('evalue')}"
-            if o.error.get("source"):
-                line += f"\n         which starts: {o.error['source']}"
-            line += f"\n         see {o.run_dir}/ for the executed notebook"
-        print(line)
+    outcomes = run_notebooks(
+        notebooks, args.profile, parameters, args.reports, args.resume, args.kernel, say=_say, progress=False
+    )
     print(f"index: {args.reports}/index.html")
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from workbench.runner import find_notebooks, notebook_parameters, notebook_title
+    from workbench.studies import NOTEBOOK_STUDIES, study_module
 
-    for path in find_notebooks(["all"], args.notebooks_dir):
+    for path in find_notebooks(args.names or ["all"], args.notebooks_dir):
         print(f"{path.stem}: {notebook_title(path)}")
-        for name, info in notebook_parameters(path).items():
-            help_text = f"  # {info['help']}" if info["help"] else ""
-            print(f"    {name} = {info['default']}{help_text}")
+        if not args.names:
+            continue
+        if path.stem in NOTEBOOK_STUDIES:
+            rows = study_module(path.stem).PROFILES.table()
+            width = max(len(r["name"]) for r in rows)
+            print(f"    {'parameter':{width}s}  {'smoke':>14s}  {'quick':>14s}  {'paper':>14s}  help")
+            for r in rows:
+                values = "  ".join(f"{_short(r[p]):>14s}" for p in ("smoke", "quick", "paper"))
+                print(f"    {r['name']:{width}s}  {values}  {r['type']}: {r['help']}")
+        else:
+            for name, info in notebook_parameters(path).items():
+                help_text = f"  # {info['help']}" if info["help"] else ""
+                print(f"    {name} = {info['default']}{help_text}")
     return 0
+
+
+def _short(value: object, width: int = 14) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -114,7 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's own)")
     run.set_defaults(func=_cmd_run)
 
-    lst = sub.add_parser("list", help="list notebooks and their parameters")
+    lst = sub.add_parser(
+        "list",
+        help="list notebooks; with NAME, each parameter's value under each profile and its help",
+        description="List the notebooks. With NAMEs (stems such as 03_besstie, or 'all'), show every parameter of "
+        "each: its value under the smoke, quick and paper profiles, its type and one line of help.",
+    )
+    lst.add_argument("names", nargs="*", metavar="NAME", help="notebook stems to describe")
     lst.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default ./notebooks)")
     lst.set_defaults(func=_cmd_list)
 
@@ -147,10 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except DataError as err:
+    except BrokenPipeError:  # `workbench list | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (DataError, ParameterError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as err:
+    except OSError as err:  # an unwritable reports folder, a full disk: one line, not a traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.data.schema import label_distribution
-from workbench.runtime import environment
+from workbench.runtime import atomic_write_text, environment, project_root
 
 RESULTS_FILE = "results.json"
 
@@ -66,8 +66,8 @@ class Timings(dict):
 
 
 def default_report_dir(study: str) -> Path:
-    """Where an interactive run (not started by the runner) writes: `reports/<study>-interactive`."""
-    return Path("reports") / f"{study}-interactive"
+    """Where an interactive run (not started by the runner) writes: the project's `reports/<study>-interactive`."""
+    return project_root() / "reports" / f"{study}-interactive"
 
 
 def save_results(
@@ -86,6 +86,7 @@ def save_results(
 
     `headline` holds the two or three numbers that `reports/index.html` shows for this run.
     """
+    interactive = not report_dir
     directory = Path(report_dir) if report_dir else default_report_dir(study)
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -100,7 +101,11 @@ def save_results(
         "headline": dict(headline or {}),
     }
     path = directory / RESULTS_FILE
-    path.write_text(json.dumps(_plain(payload), indent=2))
+    atomic_write_text(path, json.dumps(_plain(payload), indent=2))
+    if interactive:  # a run from JupyterLab is listed in the project's index like any batch run
+        from workbench.runner import record_interactive_run
+
+        record_interactive_run(directory, profile, dict(parameters))
     return path
 
 

@@ -2,22 +2,31 @@
 
 A run folder `reports/<stem>-<profile>[-<params hash>]/` holds the executed notebook, its HTML export, the
 notebook's own `results.json` and `run.json` (status, parameters, seconds, and for a failure the failing cell).
+
+Parameters are checked against the study's `PROFILES` before any kernel starts. `run.json` says `running` from the
+start, so a run killed mid-notebook is never mistaken for finished by `--resume`; every file is written atomically;
+a lock per run folder makes a second process with the identical run wait for the first and then skip it; only the
+coordinating process (`run_notebooks`) writes `index.html`, and unreadable run folders are skipped with a warning.
 """
 
 from __future__ import annotations
 
+import difflib
+import fcntl
 import hashlib
 import html
 import json
+import os
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
-from workbench.profiles import PROFILES
+from workbench.profiles import PROFILES, ParameterError, decode_value
 from workbench.results import RESULTS_FILE
+from workbench.runtime import atomic_write_text
 
 RUN_FILE = "run.json"
 INDEX_FILE = "index.html"
@@ -64,9 +73,9 @@ def parse_parameters(pairs: Sequence[str]) -> dict[str, object]:
         if not sep or not key.strip():
             raise ValueError(f"parameter {pair!r} is not of the form key=value")
         try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            raise ValueError(f"parameter {key!r}: value {value!r} is not valid YAML ({err})") from None
+            out[key.strip()] = decode_value(value)
+        except ParameterError as err:
+            raise ParameterError(f"parameter {key.strip()!r}: {err}") from None
     return out
 
 
@@ -79,6 +88,25 @@ def notebook_parameters(path: Path) -> dict[str, dict[str, str]]:
         name: {"default": p["default"], "type": p["inferred_type_name"], "help": p["help"]}
         for name, p in inferred.items()
     }
+
+
+def check_parameters(notebook: Path, parameters: Mapping[str, object]) -> None:
+    """Raise ParameterError (naming notebook, parameter, value and what is allowed) for a parameter the notebook's
+    study does not know or a value it does not accept; a notebook without a study is checked by name only."""
+    from workbench.studies import NOTEBOOK_STUDIES, study_module
+
+    try:
+        if notebook.stem in NOTEBOOK_STUDIES:
+            study_module(notebook.stem).PROFILES.check(parameters)
+            return
+        known = [k for k in notebook_parameters(notebook) if k not in ("profile", "report_dir")]
+        for name in parameters:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+                raise ParameterError(f"unknown parameter {name!r}; {hint}")
+    except ParameterError as err:
+        raise ParameterError(f"{notebook.stem}: {err}") from None
 
 
 def notebook_title(path: Path) -> str:
@@ -163,6 +191,50 @@ def export_html(notebook: Path) -> Path:
     return target
 
 
+def _read_record(path: Path) -> dict[str, object] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_record(path: Path, outcome: RunOutcome, **extra: object) -> None:
+    payload = {**asdict(outcome), **extra, "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str))
+
+
+@contextmanager
+def run_lock(run_dir: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[bool]:
+    """Hold an exclusive lock on a run folder; yields True when another process held it first (we waited)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as handle:
+        waited = False
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = True
+            if on_wait:
+                on_wait(f"waiting: an identical run is in progress in {run_dir} (another process)")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield waited
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_writable(reports: str | Path) -> Path:
+    """The reports folder, created if needed; a one-line OSError when it cannot be written."""
+    reports = Path(reports)
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+        probe = reports / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"cannot write to the reports folder {reports}: {err.strerror or err}") from None
+    return reports
+
+
 def run_notebook(
     notebook: Path,
     profile: str = "quick",
@@ -171,52 +243,63 @@ def run_notebook(
     resume: bool = False,
     kernel: str | None = None,
     progress: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> RunOutcome:
-    """Execute one notebook with papermill into its run folder; never raises for a failing notebook."""
+    """Execute one notebook with papermill into its run folder; never raises for a failing notebook.
+
+    Skips the run when `resume` and its folder holds a finished run with the same parameters, or when another
+    process was running the identical run and finished it while this one waited (`say` is told either way).
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+        raise ParameterError(f"profile must be one of {PROFILES}, not {profile!r}")
     parameters = dict(parameters or {})
     run_dir = Path(reports) / run_name(notebook.stem, profile, parameters)
     record_path = run_dir / RUN_FILE
-    if resume and record_path.is_file():
-        previous = json.loads(record_path.read_text())
-        if previous.get("status") == "ok" and previous.get("parameters") == parameters:
+    with run_lock(run_dir, say) as waited:
+        previous = _read_record(record_path) or {}
+        finished = previous.get("status") == "ok" and previous.get("parameters") == parameters
+        if finished and (resume or waited):
+            if waited and say:
+                say(f"skipped: the identical run in {run_dir} was finished by the other process")
             return RunOutcome(notebook.stem, str(run_dir), "skipped", profile, parameters, previous.get("seconds", 0.0))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    output = run_dir / notebook.name
-    injected = {"profile": profile, "report_dir": str(run_dir.resolve()), **parameters}
-    start = time.perf_counter()
-    outcome = RunOutcome(notebook.stem, str(run_dir), "ok", profile, parameters)
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=injected,
-            kernel_name=kernel,
-            progress_bar=progress,
-            cwd=str(Path.cwd()),
-        )
-    except PapermillExecutionError as err:
-        outcome.status = "failed"
-        outcome.error = {"cell": err.cell_index, "ename": err.ename, "evalue": err.evalue}
-        outcome.error.update({k: v for k, v in _failing_cell(output).items() if k == "source"})
-    except Exception as err:  # kernel died, bad parameters cell, ...: report it, keep going with other notebooks
-        outcome.status = "failed"
-        outcome.error = {"ename": type(err).__name__, "evalue": str(err)}
-    outcome.seconds = time.perf_counter() - start
-    if output.is_file():
+        output = run_dir / notebook.name
+        for stale in (output, run_dir / RESULTS_FILE):  # a killed or failed earlier attempt leaves nothing behind
+            stale.unlink(missing_ok=True)
+        outcome = RunOutcome(notebook.stem, str(run_dir), "running", profile, parameters)
+        _write_record(record_path, outcome, pid=os.getpid())
+        injected = {"profile": profile, "report_dir": str(run_dir.resolve()), **parameters}
+        start = time.perf_counter()
+        outcome.status = "ok"
         try:
-            export_html(output)
-            export_figures(output, run_dir / "figures")
-        except Exception as err:  # an export problem must not hide the run's own result
-            outcome.error.setdefault("export", str(err))
-    record_path.write_text(
-        json.dumps({**asdict(outcome), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2, default=str)
-    )
-    write_index(reports)
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=injected,
+                kernel_name=kernel,
+                progress_bar=progress,
+                cwd=str(Path.cwd()),
+            )
+        except PapermillExecutionError as err:
+            outcome.status = "failed"
+            outcome.error = {"cell": err.cell_index, "ename": err.ename, "evalue": err.evalue}
+            outcome.error.update({k: v for k, v in _failing_cell(output).items() if k == "source"})
+        except Exception as err:  # kernel died, bad parameters cell, ...: report it, keep going with other notebooks
+            outcome.status = "failed"
+            outcome.error = {"ename": type(err).__name__, "evalue": str(err)}
+        outcome.seconds = time.perf_counter() - start
+        if outcome.status == "ok" and not (run_dir / RESULTS_FILE).is_file():
+            outcome.status = "failed"
+            outcome.error = {"ename": "MissingResults", "evalue": f"the notebook wrote no {RESULTS_FILE}"}
+        if output.is_file():
+            try:
+                export_html(output)
+                export_figures(output, run_dir / "figures")
+            except Exception as err:  # an export problem must not hide the run's own result
+                outcome.error.setdefault("export", str(err))
+        _write_record(record_path, outcome, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     return outcome
 
 
@@ -227,9 +310,46 @@ def run_notebooks(
     reports: str | Path = "reports",
     resume: bool = False,
     kernel: str | None = None,
+    say: Callable[[str], None] | None = None,
+    progress: bool = True,
 ) -> list[RunOutcome]:
-    """Run each notebook in turn; a failure is recorded and the others still run."""
-    return [run_notebook(nb, profile, parameters, reports, resume, kernel) for nb in notebooks]
+    """Check every notebook's parameters, then run each in turn (a failure is recorded and the others still run);
+    `say` hears `[i/n] NAME profile -> folder` before each run and its status line as soon as it ends. This process
+    coordinates: it alone writes `index.html`, after every run."""
+    parameters = dict(parameters or {})
+    for notebook in notebooks:
+        check_parameters(notebook, parameters)
+    check_writable(reports)
+    outcomes = []
+    for i, notebook in enumerate(notebooks, 1):
+        if say:
+            folder = Path(reports) / run_name(notebook.stem, profile, parameters)
+            say(f"[{i}/{len(notebooks)}] {notebook.stem} {profile} -> {folder}")
+        outcome = run_notebook(notebook, profile, parameters, reports, resume, kernel, progress, say)
+        outcomes.append(outcome)
+        write_index(reports)
+        if say:
+            say(status_line(outcome))
+    return outcomes
+
+
+def status_line(outcome: RunOutcome) -> str:
+    """One run's result as the command line prints it (with the failing cell for a failure)."""
+    line = f"{outcome.status:>7}  {outcome.notebook}  {outcome.seconds:6.1f}s  {outcome.run_dir}"
+    if outcome.status == "failed":
+        error = outcome.error
+        line += f"\n         failing cell {error.get('cell')}: {error.get('ename')}: {error.get('evalue')}"
+        if error.get("source"):
+            line += f"\n         which starts: {error['source']}"
+        line += f"\n         see {outcome.run_dir}/ for the executed notebook"
+    return line
+
+
+def record_interactive_run(run_dir: Path, profile: str, parameters: Mapping[str, object]) -> None:
+    """List a run saved from JupyterLab (no runner) in its reports folder's index like a batch run."""
+    outcome = RunOutcome(run_dir.name, str(run_dir), "ok", profile, {**parameters, "interactive": True})
+    _write_record(run_dir / RUN_FILE, outcome, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    write_index(run_dir.parent)
 
 
 def write_index(reports: str | Path = "reports") -> Path:
@@ -237,10 +357,14 @@ def write_index(reports: str | Path = "reports") -> Path:
     reports = Path(reports)
     rows = []
     for record_path in sorted(reports.glob(f"*/{RUN_FILE}")):
-        record = json.loads(record_path.read_text())
         run_dir = record_path.parent
+        record = _read_record(record_path)
+        if not isinstance(record, dict) or "status" not in record:
+            warnings.warn(f"skipping {run_dir}: unreadable {RUN_FILE}", stacklevel=2)
+            continue
         results_path = run_dir / RESULTS_FILE
-        headline = json.loads(results_path.read_text()).get("headline", {}) if results_path.is_file() else {}
+        results = _read_record(results_path) if results_path.is_file() else {}
+        headline = (results or {}).get("headline", {})
         links = [
             f'<a href="{html.escape(p.relative_to(reports).as_posix())}">{p.suffix[1:]}</a>'
             for p in sorted(run_dir.glob("*.html")) + ([results_path] if results_path.is_file() else [])
@@ -253,7 +377,7 @@ def write_index(reports: str | Path = "reports") -> Path:
             else ""
         )
         rows.append(
-            f"<tr><td>{html.escape(run_dir.name)}</td><td>{html.escape(record['profile'])}</td>"
+            f"<tr><td>{html.escape(run_dir.name)}</td><td>{html.escape(str(record.get('profile')))}</td>"
             f"<td>{html.escape(status)}</td><td>{html.escape(numbers)}</td><td>{record.get('seconds', 0):.0f}</td>"
             f"<td>{html.escape(json.dumps(record.get('parameters', {})))}</td><td>{' '.join(links)}</td></tr>"
         )
@@ -264,7 +388,6 @@ def write_index(reports: str | Path = "reports") -> Path:
         "<table><tr><th>run</th><th>profile</th><th>status</th><th>headline</th><th>seconds</th>"
         "<th>parameters</th><th>files</th></tr>" + "".join(rows) + "</table>"
     )
-    reports.mkdir(parents=True, exist_ok=True)
     path = reports / INDEX_FILE
-    path.write_text(page, encoding="utf-8")
+    atomic_write_text(path, page)
     return path

@@ -7,9 +7,12 @@ import platform
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
+
+PathLike = str | os.PathLike
 
 
 def set_seed(seed: int) -> None:
@@ -59,3 +62,29 @@ def environment() -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write `text` to `path` through a unique temporary file in the same folder and a rename, so that a reader
+    (another run, an index page, `--resume`) never sees a half-written file, and two writers never mix."""
+    import tempfile
+
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def project_root() -> Path:
+    """The repository the package was installed from (editable install: it holds `notebooks/`), else the current
+    folder: where interactive runs keep their reports."""
+    source = Path(__file__).resolve().parents[1]
+    return source if (source / "notebooks").is_dir() and (source / "workbench").is_dir() else Path.cwd()

@@ -268,11 +268,14 @@ def fit(
         record.update({f"{key}_rate": total / max(steps, 1) for key, total in sums.items()})
         score = None
         if dev is not None:
-            scores = dev_metrics(model, dev) if dev_metrics else evaluate(model, dev, config.eval_batch_size, collate_fn)
+            scores = (
+                dev_metrics(model, dev) if dev_metrics else evaluate(model, dev, config.eval_batch_size, collate_fn)
+            )
             record.update({f"dev_{k}": v for k, v in scores.items()})
             if config.monitor == "loss":
-                record["dev_loss"] = mean_loss(model, dev, lambda m, b: loss_fn(m, b).sum(), config.eval_batch_size,
-                                               collate_fn)
+                record["dev_loss"] = mean_loss(
+                    model, dev, lambda m, b: loss_fn(m, b).sum(), config.eval_batch_size, collate_fn
+                )
             score = monitored_score(record, config.monitor)
         stop = history.add_epoch(model, record, score, config.patience)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("train_loss", f"dev_{config.monitor}")})

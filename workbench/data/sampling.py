@@ -10,8 +10,9 @@ def split_indices(n: int, labels, seed: int, *, train_size=None, test_size=None)
     """Seeded (kept, rest) row indices, sorted, stratified on `labels` where every class allows it (sizes as in
     scikit-learn's `train_test_split`: a fraction or a count)."""
     try:
-        keep, rest = train_test_split(range(n), train_size=train_size, test_size=test_size, random_state=seed,
-                                      stratify=labels)
+        keep, rest = train_test_split(
+            range(n), train_size=train_size, test_size=test_size, random_state=seed, stratify=labels
+        )
     except ValueError:  # a class too small to stratify: a plain seeded split
         keep, rest = train_test_split(range(n), train_size=train_size, test_size=test_size, random_state=seed)
     return sorted(keep), sorted(rest)

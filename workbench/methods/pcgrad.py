@@ -146,6 +146,14 @@ def fit_multitask(
         return {"conflict": pcgrad_backward(list(losses), params, generator)["conflict"]}
 
     return fit(
-        model, train, dev, config, loss_fn=task_losses, collate_fn=collate_fn, backward=pcgrad_step if pcgrad else None,
-        dev_metrics=dev_metrics, task_names=names, desc="epochs (multitask)",
+        model,
+        train,
+        dev,
+        config,
+        loss_fn=task_losses,
+        collate_fn=collate_fn,
+        backward=pcgrad_step if pcgrad else None,
+        dev_metrics=dev_metrics,
+        task_names=names,
+        desc="epochs (multitask)",
     )
