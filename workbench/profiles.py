@@ -33,9 +33,12 @@ class ParameterError(ValueError):
 
 
 def decode_value(raw: object) -> object:
-    """A command-line or environment string as a YAML value (`'[0, 1]'` -> [0, 1], `'none'` -> None); others as is."""
+    """A command-line or environment string as a YAML value (`'[0, 1]'` -> [0, 1]; `null`, `None` -> None); other
+    values as they are."""
     if not isinstance(raw, str):
         return raw
+    if raw.strip() in ("None", "none"):  # Python's spelling, as users type it
+        return None
     try:
         return yaml.safe_load(raw) if raw.strip() else raw
     except yaml.YAMLError as err:
