@@ -404,3 +404,40 @@ def make_fixture_tree(root: Path) -> Path:
     _write_imdb(root)
     (root / "README.md").write_text("Synthetic fixture data in the real file formats, written by tests/fixtures.py.\n")
     return root
+
+
+# ---------------------------------------------------------------------------------------------- bad input helpers
+def git_lfs_pointer(data: bytes) -> bytes:
+    """What Git LFS leaves in a checkout instead of `data` when the object was never fetched."""
+    import hashlib
+
+    return (
+        b"version https://git-lfs.github.com/spec/v1\n"
+        + f"oid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n".encode()
+    )
+
+
+def file_payload(path: Path) -> bytes:
+    """The bytes a loader parses: the file itself, the gzip's content or the single member of a zip."""
+    data = Path(path).read_bytes()
+    if path.suffix == ".gz":
+        return gzip.decompress(data)
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return zf.read(zf.namelist()[0])
+    return data
+
+
+def write_payload(path: Path, payload: bytes) -> Path:
+    """Write `payload` into `path` in the container its name says (plain, gzip, or a zip holding one member named
+    like the file without `.zip`), creating folders as needed."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        payload = gzip.compress(payload, mtime=0)
+    elif path.suffix == ".zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(path.stem, payload)
+        payload = buffer.getvalue()
+    _write_bytes(path, payload)
+    return path

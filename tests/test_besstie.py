@@ -8,22 +8,28 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.besstie import (
-    CROSS_VARIETY_TASKS,
-    DEFAULTS,
-    HEAD_VARIANTS,
-    cross_variety_matrix,
-    headline,
-    load_study_data,
-    make_inputs,
-    paper_comparison,
-    run_cross_variety,
-    run_study,
-    timing_table,
-)
 from workbench.data import load_besstie
 from workbench.data.besstie import load_besstie_multitask
-from workbench.profiles import resolve_parameters
+from workbench.profiles import ParameterError
+from workbench.studies.besstie import (
+    CROSS_VARIETY_TASKS,
+    HEAD_VARIANTS,
+    PAPER,
+    PROFILES,
+    headline,
+    load,
+    load_seed,
+    make_inputs,
+    notes,
+    paper_comparison,
+    recipe,
+    run,
+    run_cross_variety,
+    seconds_per_batch,
+    tables,
+    timing_table,
+)
+from workbench.viz.besstie import cross_variety_matrix
 
 VARIETIES = ("en-AU", "en-IN", "en-UK")
 
@@ -38,12 +44,12 @@ def fixture_data(fixture_data_dir):
 
 def _params(**overrides):
     small = dict(epochs=1, max_train_rows=24, max_domain_rows=24, timing_batches=1)
-    return resolve_parameters(DEFAULTS, "smoke", **{**small, **overrides})
+    return PROFILES.resolve("smoke", **{**small, **overrides})
 
 
 @pytest.fixture(scope="module")
 def smoke_run(fixture_data):
-    return run_study(_params(), seeds=[0], progress=False)
+    return run(_params(), progress=False)
 
 
 def test_multitask_loader_carries_both_labels_and_keeps_the_seeded_split(fixture_data):
@@ -64,7 +70,7 @@ def test_multitask_loader_carries_both_labels_and_keeps_the_seeded_split(fixture
 
 
 def test_no_evaluation_text_is_in_any_training_set(fixture_data):
-    data = load_study_data(_params(), seed=0)
+    data = load_seed(_params(), seed=0)
     evaluation = {t.strip() for frame in data.test.values() for t in frame["text"]}
     training = [*data.single_train.values(), *data.multitask_train.values(), *data.domain_train.values()]
     for frame in training:
@@ -106,33 +112,105 @@ def test_domain_shift_and_timing_rows(smoke_run):
     assert set(crosstalk["task"]) == {"Sentiment", "Sarcasm"} and len(crosstalk) == 9
     timing = timing_table(metrics)
     assert set(timing.index) == set(HEAD_VARIANTS)
-    assert list(timing.columns) == ["fine-tune encoder + head", "head on cached states"]
-    assert (timing.to_numpy() > 0).all()
+    modes = ["fine-tune encoder + head", "head on cached states"]
+    assert list(timing.columns) == [*modes, "paper (T4, BERT-base)"]
+    assert (timing[modes].to_numpy() > 0).all()
     assert {"google_sentiment_en-AU_linear_macro_f1", "mean_in_variety_macro_f1_linear"} <= set(headline(metrics))
     table = paper_comparison(metrics)
     assert table.loc[("Sentiment", "Google", "en-AU"), "paper BERT-Large"] == pytest.approx(0.935)
+    assert table.loc[("Sarcasm", "Reddit", "en-IN"), "paper BERT-Large"] == pytest.approx(0.564)
+
+
+def test_result_tables_notes_and_saved_results(smoke_run, tmp_path):
+    import json
+
+    shown = tables(smoke_run)
+    assert {"data", "paper", "generalisation_gap", "timing"} <= set(shown)
+    timing = shown["timing"]
+    assert timing.loc["cnn", "paper (T4, BERT-base)"] == pytest.approx(PAPER["seconds_per_batch"]["cnn"])
+    assert np.isnan(timing.loc["crosstalk", "paper (T4, BERT-base)"])  # Table I has no CrossTalk time
+    gap = shown["generalisation_gap"]
+    assert list(gap.columns) == ["in-variety", "cross-variety", "drop"]
+    np.testing.assert_allclose(gap["drop"], gap["in-variety"] - gap["cross-variety"])
+    data = shown["data"]
+    assert data.loc["train/Sentiment/Reddit/en-AU", "removed (text in evaluation)"] > 0
+    assert any(f"{sum(smoke_run.removed.values())} rows in all" in note for note in smoke_run.notes)
+    saved = json.loads(smoke_run.save(tmp_path).read_text())
+    assert saved["study"] == "besstie" and saved["profile"] == "smoke"
+    assert saved["parameters"]["seeds"] == [0] and len(saved["metrics"]) == len(smoke_run.metrics)
+    assert saved["headline"] == pytest.approx(headline(smoke_run.metrics))
+
+
+def test_notes_follow_the_parameters():
+    quick, paper = notes(PROFILES.resolve("quick")), notes(PROFILES.resolve("paper"))
+    text = " ".join(quick)
+    assert "Encoder minilm frozen" in text and "mean of the last 4 layers" in text and "max_length 128" in text
+    assert "instead of the [CLS] state" in text and "at most 2000 rows" in text
+    assert "Domain shift without the bilstm head(s)." in quick and "Seeds: 0 (1 run per cell)." in quick
+    text = " ".join(paper)
+    assert "frozen" not in text and "Encoder bert-base-uncased fine-tuned end to end" in text
+    assert "the final layer" in text and "[CLS]" not in text and "Domain shift without" not in text
+    assert "lr 2e-05" in text and "batch 8" in text and "up to 30 epochs" in text
+    few = notes(PROFILES.resolve("quick", varieties=["en-AU"], domain_sources=[], seeds=[0, 1, 2]))
+    assert not any("en-IN" in note for note in few) and not any("Domain shift" in note for note in few)
+    assert "Seeds: 0, 1, 2 (3 runs per cell)." in few
+
+
+def test_profiles_check_their_values():
+    assert set(PROFILES.names) >= {"seeds", "heads", "finetune", "encoder", "state_layers", "max_length"}
+    with pytest.raises(ParameterError, match="'mlp' is not allowed"):
+        PROFILES.resolve("quick", heads=["linear", "mlp"])
+    with pytest.raises(ParameterError, match="did you mean 'state_layers'"):
+        PROFILES.resolve("quick", state_layer=2)
+    setup = recipe(PROFILES.resolve("paper"))
+    assert setup.head_options["crosstalk+pcgrad"] == {
+        "dropout": 0.1,
+        "channels": 256,
+        "kernel_size": 3,
+        "task_dim": 128,
+        "layers": 1,
+    }
+    assert setup.head_options["linear"] == {"dropout": 0.1, "pooling": "cls"}
+    assert setup.config.lr == 2e-5 and setup.config.batch_size == 8 and setup.train_config(3).seed == 3
+
+
+def test_timing_steps_use_the_training_step_and_pcgrad(fixture_data):
+    params = _params(heads=["linear", "crosstalk+pcgrad"], varieties=["en-AU"], domain_sources=[])
+    data = load_seed(params, seed=0)
+    inputs = make_inputs(params, data.texts(), progress=False)
+    frame = data.multitask_train["Google", "en-AU"]
+    for variant in ("linear", "crosstalk+pcgrad"):
+        seconds = seconds_per_batch(variant, inputs, frame, recipe(params), batches=2, batch_size=4)
+        assert 0 < seconds < 10
 
 
 def test_same_seed_same_numbers(fixture_data):
     params = _params(heads=["linear", "crosstalk+pcgrad"], varieties=["en-AU"], domain_sources=[])
-    data = load_study_data(params, seed=1)
+    data = load_seed(params, seed=1)
     inputs = make_inputs(params, data.texts(), progress=False)
-    first = pd.DataFrame(run_cross_variety(data, inputs, params, seed=1, progress=False))
-    second = pd.DataFrame(run_cross_variety(data, inputs, params, seed=1, progress=False))
+    setup = recipe(params)
+    first = pd.DataFrame(run_cross_variety(data, inputs, setup, params["heads"], ["en-AU"], seed=1, progress=False))
+    second = pd.DataFrame(run_cross_variety(data, inputs, setup, params["heads"], ["en-AU"], seed=1, progress=False))
     pd.testing.assert_frame_equal(first, second)
 
 
-def test_study_restores_the_thread_count(fixture_data, smoke_run):
+def test_run_on_given_data_for_two_seeds_and_restores_the_thread_count(fixture_data):
+    params = _params(heads=["linear"], domain_sources=[], varieties=["en-AU"], torch_threads=1, seeds=[0, 1])
+    data = load(params)
+    assert sorted(data) == [0, 1]
     before = torch.get_num_threads()
-    run_study(_params(heads=["linear"], domain_sources=[], varieties=["en-AU"], torch_threads=1), progress=False)
+    result = run(params, data=data, progress=False)
     assert torch.get_num_threads() == before
+    cells = result.metrics[result.metrics["experiment"] == "cross_variety"]
+    assert sorted(cells["seed"].unique()) == [0, 1] and len(cells) == 2 * 3
+    assert "load data" in result.timings
 
 
 def test_paper_profile_fails_offline_with_a_clear_message(fixture_data, monkeypatch):
     from workbench.encoders import EncoderUnavailable
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    params = resolve_parameters(DEFAULTS, "paper")
+    params = PROFILES.resolve("paper")
     assert params["finetune"] and params["batch_size"] == 8 and params["lr"] == 2e-5 and params["epochs"] == 30
     with pytest.raises(EncoderUnavailable, match="offline default is 'minilm'"):
         make_inputs(params, ["a text"], progress=False)
@@ -144,7 +222,6 @@ def test_figures_and_widget(smoke_run):
         cross_variety_grid,
         cross_variety_heatmap,
         domain_shift_heatmap,
-        generalisation_gap_table,
         head_comparison_figure,
         heatmap_explorer,
         timing_figure,
@@ -160,9 +237,10 @@ def test_figures_and_widget(smoke_run):
     assert len(head_comparison_figure(metrics).data) > 0
     rows = domain_shift_heatmap(metrics, "Sentiment").data[0].y  # linear on both sources, CrossTalk on Bicodemix
     assert sorted(rows) == ["Bicodemix · crosstalk+pcgrad", "Bicodemix · linear", "Twitter · linear"]
-    assert len(timing_figure(metrics).data) == 3  # two modes + the paper's diamonds
-    gap = generalisation_gap_table(metrics)
-    assert list(gap.columns) == ["in-variety", "cross-variety", "drop"]
+    assert len(timing_figure(metrics, PAPER["seconds_per_batch"]).data) == 3  # two modes + the paper's diamonds
+    assert len(timing_figure(metrics).data) == 2  # without paper numbers: the two modes only
+    paper_marks = [t for t in head_comparison_figure(metrics, PAPER["bert_large_macro_f1"]).data if t.type == "scatter"]
+    assert len(paper_marks) == 3 and list(paper_marks[0].y) == [0.935, 0.790, 0.926]
     widget = heatmap_explorer(metrics)
     task_source, head = widget.children[0].children
     head.value = "cnn"
@@ -174,10 +252,10 @@ def test_figures_and_widget(smoke_run):
 
 def test_fine_tuning_path_trains_encoder_and_head_end_to_end(fixture_data):
     params = _params(finetune=True, heads=["linear", "crosstalk"], varieties=["en-AU"], domain_sources=[])
-    data = load_study_data(params, seed=0)
+    data = load_seed(params, seed=0)
     inputs = make_inputs(params, data.texts(), progress=False)
     assert inputs.finetune
-    rows = pd.DataFrame(run_cross_variety(data, inputs, params, seed=0, progress=False))
+    rows = pd.DataFrame(run_cross_variety(data, inputs, recipe(params), params["heads"], ["en-AU"], progress=False))
     assert len(rows) == 3 + 3  # linear: one per task; crosstalk: Google sentiment, Reddit sentiment and sarcasm
     assert rows["macro_f1"].between(0, 1).all()
     # every model got its own copy of the pretrained encoder: the shared one is untouched

@@ -1,5 +1,6 @@
 """`workbench data download` against fixture files served by http.server on 127.0.0.1: success, checksum mismatch,
-HTTP 404, conversions (IMDB tarball, Twitter header), atomic writes; and the real checksums against the real files."""
+HTTP 404, conversions (IMDB tarball, Twitter header), truncated or corrupt archives, atomic writes; and the real
+checksums against the real files."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 import workbench.data.download as dl
-from workbench.data import load_afrisenti, load_imdb, load_twitter_entity
+from workbench.data import DataError, load_afrisenti, load_imdb, load_twitter_entity
 from workbench.data.download import SOURCES, DownloadError, ManualDownloadRequired, download
 
 
@@ -259,3 +260,38 @@ def test_real_files_match_the_recorded_checksums(real_data_dir):
             assert dl._content_sha256(remote, path) == expected, remote.target
             checked += 1
     assert checked == 42 + 1 + 2 + 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "not a tarball"])
+def test_broken_imdb_tarball_is_a_clear_error_and_leaves_nothing(
+    fixture_data_dir, mirror, tmp_path, monkeypatch, damage
+):
+    rows = pd.read_csv(fixture_data_dir / "imdb" / "imdb_50k_aclImdb.csv.gz", dtype=str, keep_default_na=False)
+    tarball = aclimdb_tarball(rows)
+    middle = len(tarball) // 2
+    broken = {
+        "truncated": tarball[:middle],
+        "corrupt": tarball[:middle] + bytes(b ^ 0x5A for b in tarball[middle : middle + 64]) + tarball[middle + 64 :],
+        "not a tarball": gzip.compress(b"<html>rate limited</html>"),
+    }[damage]
+    remote = SOURCES["imdb"].files[0]
+    mirror.put(remote.path_on_mirror, broken)
+    monkeypatch.setattr(dl, "SOURCES", only("imdb", dataclasses.replace(remote, sha256=None)))
+    with pytest.raises(DownloadError) as err:
+        download("imdb", root=tmp_path, base_url=mirror.url, progress=False)
+    assert err.value.path == f"{mirror.url}/{remote.path_on_mirror}"
+    assert "truncated or corrupt .tar.gz" in err.value.problem and "download it again" in err.value.problem
+    assert not (tmp_path / "imdb" / "imdb_50k_aclImdb.csv.gz").exists() and leftovers(tmp_path) == []
+
+
+def test_truncated_gzip_already_in_place_needs_force(fixture_data_dir, tmp_path, monkeypatch):
+    packed = (fixture_data_dir / "imdb" / "imdb_50k_aclImdb.csv.gz").read_bytes()
+    target = tmp_path / "imdb" / "imdb_50k_aclImdb.csv.gz"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DownloadError, match="exists but cannot be read .*EOFError.*use --force") as err:
+        download("imdb", root=tmp_path, progress=False)
+    assert err.value.path == str(target)
+    with pytest.raises(DataError, match="truncated or corrupt gzip file .*workbench data download imdb") as err:
+        load_imdb("train", root=tmp_path)
+    assert err.value.path == str(target) and err.value.line is None

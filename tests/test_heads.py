@@ -6,14 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.heads import (
-    HEADS,
+from workbench.methods.heads import (
     SequenceClassifier,
-    build_head,
+    collate_token_ids,
     collate_token_states,
     masked_mean,
     token_state_dataset,
 )
+from workbench.registry import UnknownNameError, build, names
+
+HEADS = names("head")
 
 HIDDEN = 12
 SMALL = {"cnn": {"channels": 8}, "bilstm": {"lstm_hidden": 6}, "crosstalk": {"channels": 8, "task_dim": 6, "layers": 2}}
@@ -34,11 +36,11 @@ def _as_tuple(out):
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_every_head_runs_forward_and_backward(name):
     torch.manual_seed(0)
-    head = build_head(name, HIDDEN, 3, **SMALL.get(name, {}))
+    head = build("head", name, HIDDEN, 3, **SMALL.get(name, {}))
     states, mask = _batch()
     states.requires_grad_(True)
     outputs = _as_tuple(head(states, mask))
-    assert len(outputs) == head.num_tasks
+    assert len(outputs) == getattr(head, "num_tasks", 1)
     for logits in outputs:
         assert logits.shape == (4, 3)
         assert torch.isfinite(logits).all()
@@ -53,7 +55,7 @@ def test_every_head_runs_forward_and_backward(name):
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_padding_does_not_change_the_logits(name):
     torch.manual_seed(0)
-    head = build_head(name, HIDDEN, 2, **SMALL.get(name, {})).eval()
+    head = build("head", name, HIDDEN, 2, **SMALL.get(name, {})).eval()
     states, mask = _batch()
     padded_states = torch.cat([states, 100 * torch.ones(4, 5, HIDDEN)], 1)
     padded_mask = torch.cat([mask, torch.zeros(4, 5, dtype=torch.bool)], 1)
@@ -62,9 +64,17 @@ def test_padding_does_not_change_the_logits(name):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_build_head_rejects_unknown_names():
-    with pytest.raises(ValueError, match="unknown head 'mlp'"):
-        build_head("mlp", HIDDEN)
+def test_the_study_heads_are_registered_and_unknown_names_are_listed():
+    assert {"linear", "cnn", "bilstm", "crosstalk"} <= set(HEADS)
+    with pytest.raises(
+        UnknownNameError, match=r"unknown head 'mlp'; registered: (.+, )?linear, cnn, bilstm, crosstalk"
+    ):
+        build("head", "mlp", HIDDEN)
+
+
+def test_linear_head_rejects_an_unknown_pooling():
+    with pytest.raises(ValueError, match="pooling must be 'cls' or 'mean'"):
+        build("head", "linear", HIDDEN, 2, pooling="max")
 
 
 def test_masked_mean_ignores_padding():
@@ -83,12 +93,21 @@ def test_collate_trims_padding_columns_and_casts_to_float32():
     assert batch_mask.shape == (3, 4) and labels.tolist() == [0, 1, 1]
 
 
+def test_collate_token_ids_trims_padding_columns():
+    ids = torch.arange(30).reshape(3, 10)
+    mask = torch.zeros(3, 10, dtype=torch.long)
+    mask[0, :2], mask[1, :5], mask[2, :1] = 1, 1, 1
+    batch_ids, batch_mask, labels = collate_token_ids([(ids[i], mask[i], torch.tensor(i)) for i in range(3)])
+    assert batch_ids.shape == (3, 5) and torch.equal(batch_ids, ids[:, :5]) and labels.tolist() == [0, 1, 2]
+    assert torch.equal(batch_mask, mask[:, :5])
+
+
 @pytest.mark.parametrize("name,layers", [("linear", 1), ("crosstalk", 2)])
 def test_sequence_classifier_fine_tunes_the_encoder_with_the_head(name, layers):
     from workbench.encoders import load_encoder
 
     encoder = load_encoder("tiny", device="cpu")
-    head = build_head(name, encoder.hidden_size, 2, **SMALL.get(name, {}))
+    head = build("head", name, encoder.hidden_size, 2, **SMALL.get(name, {}))
     model = SequenceClassifier(encoder.model, head, layers=layers)
     batch = encoder.tokenize(["a good day", "a very bad and long day indeed"], max_length=16)
     outputs = _as_tuple(model(batch["input_ids"], batch["attention_mask"]))

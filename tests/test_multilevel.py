@@ -1,14 +1,15 @@
-"""Multi-level attention, supervised contrastive loss, lightweight module and the text-model registry."""
+"""Multi-level attention, supervised contrastive loss, lightweight module, the text-model registry and the study."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from workbench.multilevel import (
+from workbench.methods.multilevel import (
     MultiLevelClassifier,
     MultiLevelConfig,
     contrastive_objective,
@@ -18,8 +19,16 @@ from workbench.multilevel import (
     measure_flops,
     supervised_contrastive_loss,
 )
-from workbench.textmodels import TEXT_MODELS, build_text_model, tokenize_texts
+from workbench.methods.textmodels import tokenize_texts
+from workbench.registry import UnknownNameError, build, names
 from workbench.training import TrainConfig, fit
+
+TEXT_MODELS = ("bilstm", "textcnn", "transformer", "multilevel", "multilevel_lightweight")
+
+
+def build_text_model(name: str, vocab_size: int, **kwargs) -> torch.nn.Module:
+    return build("text_model", name, vocab_size, **kwargs)
+
 
 VOCAB = 50
 SIZE = dict(d_model=16, num_layers=2, num_heads=2, d_ff=32, max_length=24, window=2, dropout=0.0)
@@ -124,7 +133,11 @@ def test_lightweight_module_cuts_feed_forward_params_and_flops():
     assert measure_flops(full, ids, mask) - measure_flops(light, ids, mask) == saved_flops
 
 
-@pytest.mark.parametrize("name", sorted(TEXT_MODELS))
+def test_every_text_model_is_registered():
+    assert set(TEXT_MODELS) <= set(names("text_model"))
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
 def test_every_model_trains_one_step_and_lowers_its_loss(name):
     torch.manual_seed(0)
     kwargs = SIZE if name not in ("bilstm", "textcnn") else dict(d_model=16, dropout=0.0)
@@ -162,7 +175,7 @@ def test_fit_is_reproducible_with_the_same_seed():
 
 
 def test_unknown_model_name_lists_the_registry():
-    with pytest.raises(KeyError, match="bilstm"):
+    with pytest.raises(UnknownNameError, match="unknown text_model 'gpt9'.*bilstm"):
         build_text_model("gpt9", VOCAB)
 
 
@@ -179,6 +192,31 @@ def test_tokenize_texts_truncates_pads_and_caches(tmp_path, monkeypatch):
     assert np.array_equal(first.ids, again.ids) and np.array_equal(first.mask, again.mask)
     ds = first.dataset([0, 1], index=[1])
     assert ds.tensors[0].shape == (1, 16) and ds.tensors[2].tolist() == [1]
+    assert not list((tmp_path / "token-ids").glob("*.partial"))
+
+
+def test_tokenize_cache_writes_are_atomic_and_safe_in_parallel(tmp_path, monkeypatch):
+    """Writers use their own temporary file and a rename: concurrent runs never clash, a failed write leaves
+    neither a cache entry nor a temporary file behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workbench.encoders import load_encoder
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    tokenizer = load_encoder("tiny").tokenizer
+    texts = [f"review number {i} was fine" for i in range(50)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: tokenize_texts(texts, tokenizer, max_length=12), range(8)))
+    assert all(np.array_equal(r.ids, results[0].ids) for r in results)
+    assert len(list((tmp_path / "token-ids").iterdir())) == 1  # one entry, no leftovers
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        tokenize_texts(["another text"], tokenizer, max_length=12)
+    assert len(list((tmp_path / "token-ids").iterdir())) == 1
 
 
 def test_fused_attention_path_matches_the_explicit_weights_path():
@@ -193,7 +231,7 @@ def test_fused_attention_path_matches_the_explicit_weights_path():
 
 
 def test_bilstm_flops_are_counted_analytically():
-    from workbench.textmodels import recurrent_flops
+    from workbench.methods.textmodels import recurrent_flops
 
     model = build_text_model("bilstm", VOCAB, d_model=16)
     assert recurrent_flops(model, 10) == 2 * 10 * 2 * 4 * (16 + 16) * 16
@@ -202,7 +240,7 @@ def test_bilstm_flops_are_counted_analytically():
 
 def test_encoder_classifier_for_bert_fine_tuning_trains_one_step():
     from workbench.encoders import load_encoder
-    from workbench.textmodels import EncoderClassifier
+    from workbench.methods.textmodels import EncoderClassifier
 
     torch.manual_seed(0)
     model = EncoderClassifier(load_encoder("tiny", device="cpu").model, dropout=0.0).train()
@@ -215,17 +253,7 @@ def test_encoder_classifier_for_bert_fine_tuning_trains_one_step():
     assert after.item() < before.item()
 
 
-def test_linear_probe_returns_two_column_logits_that_separate_the_classes():
-    from workbench.textmodels import linear_probe
-
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], 20)
-    features = rng.normal(size=(40, 3)) + labels[:, None] * 3.0
-    logits = linear_probe(features, labels, features)
-    assert logits.shape == (40, 2) and (logits.argmax(1) == labels).mean() == 1.0
-
-
-@pytest.mark.parametrize("name", sorted(TEXT_MODELS))
+@pytest.mark.parametrize("name", TEXT_MODELS)
 def test_padding_does_not_change_any_models_output(name):
     """A review scores the same alone, padded further, or batched with a longer one (eval mode)."""
     torch.manual_seed(0)
@@ -255,14 +283,132 @@ def test_bilstm_max_pools_outputs_and_last_reads_final_states():
 
 def test_bert_baselines_return_one_metric_row_per_run():
     from workbench.encoders import load_encoder
-    from workbench.textmodels import fine_tuned_encoder_baseline, frozen_encoder_baseline
+    from workbench.methods.textmodels import fine_tuned_encoder_baseline, frozen_encoder_baseline
 
     texts = [f"{'great lovely fine' if i % 2 else 'awful dull bad'} film number {i}" for i in range(16)]
     labels = np.arange(16) % 2
     frozen = frozen_encoder_baseline(load_encoder("tiny"), texts[:12], labels[:12], texts[12:], labels[12:], 16)
     assert frozen["model"] == "BERT" and frozen["test_size"] == 4 and frozen["bert_train_size"] == 12
     assert 0.0 <= frozen["accuracy"] <= 1.0 and frozen["inference_reviews_per_second"] > 0
+    assert frozen["architecture"] == "tiny frozen + logistic regression" and frozen["seed"] is None
     tuned = fine_tuned_encoder_baseline(
-        "tiny", texts, labels, list(range(8)), list(range(8, 12)), texts[12:], labels[12:], [0, 1], 16, 4
+        "tiny", texts[:8], labels[:8], texts[8:12], labels[8:12], texts[12:], labels[12:], [0, 1], 16, 4
     )
     assert [r["seed"] for r in tuned] == [0, 1] and all(r["epochs_run"] >= 1 for r in tuned)
+
+
+# ------------------------------------------------------------------------------------------------- the study
+def test_study_profiles_check_values_and_notebook_lists_every_knob():
+    import json
+    from pathlib import Path
+
+    from workbench.profiles import ParameterError
+    from workbench.studies import multilevel as study
+
+    quick = study.PROFILES.resolve("quick")
+    assert quick["profile"] == "quick" and quick["train_size"] == 3000 and quick["fine_tune_bert"] is False
+    assert study.PROFILES.resolve("paper")["train_size"] is None
+    assert study.PROFILES.resolve("smoke", seeds="[3, 4, 5]")["seeds"] == [3, 4, 5]
+    with pytest.raises(ParameterError, match="did you mean 'seeds'"):
+        study.PROFILES.resolve("quick", seed=1)
+    with pytest.raises(ParameterError, match="below the minimum"):
+        study.PROFILES.resolve("quick", dev_size=1)
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "05_multilevel.ipynb"
+    cells = json.loads(notebook.read_text())["cells"]
+    source = "".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"])
+    assigned = [line.split("=")[0].strip() for line in source.splitlines() if "=" in line]
+    assert assigned == ["profile", "report_dir", *study.PROFILES.names]
+
+
+def test_study_notes_follow_the_parameters_not_the_profile_name():
+    from workbench.studies import multilevel as study
+
+    quick, paper = study.PROFILES.resolve("quick"), study.PROFILES.resolve("paper")
+    quick_bert = next(n for n in study.notes(quick) if n.startswith("BERT row"))
+    paper_bert = next(n for n in study.notes(paper) if n.startswith("BERT row"))
+    assert "frozen" in quick_bert and "fine-tuned" not in quick_bert and "minilm" in quick_bert
+    assert "fine-tuned end to end" in paper_bert and "frozen" not in paper_bert and "bert-base-uncased" in paper_bert
+    assert "full 25k test set" in study.notes(paper)[0] and "all training reviews" in study.notes(paper)[0]
+    assert "Settings as in the paper profile." in study.notes(paper)
+    differences = next(n for n in study.notes(quick) if n.startswith("Differences"))
+    assert "fine_tune_bert=False (paper: True)" in differences and "d_model=64 (paper: 256)" in differences
+    tuned_quick = study.PROFILES.resolve("quick", fine_tune_bert=True, bert_encoder="bert-base-uncased")
+    assert "fine-tuned" in next(n for n in study.notes(tuned_quick) if n.startswith("BERT row"))
+    assert any("mean nothing" in n for n in study.notes(study.PROFILES.resolve("smoke")))
+    assert not any("mean nothing" in n for n in study.notes(quick))
+
+
+def _ladder_rows(gains: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [{"model": "BERT", "ablation_step": None, "seed": None, "accuracy": 0.9}]
+    for step, accuracies in gains.items():
+        rows += [{"model": step, "ablation_step": step, "seed": s, "accuracy": a} for s, a in enumerate(accuracies)]
+    return pd.DataFrame(rows)
+
+
+def test_ablation_table_judges_each_step_against_the_seed_spread():
+    from workbench.studies import multilevel as study
+
+    metrics = _ladder_rows({
+        "1 plain": [0.70, 0.71, 0.72],  # std 1 point
+        "2 + multi-level": [0.80, 0.81, 0.82],  # +10 points, spread 2: better
+        "3 + contrastive": [0.805, 0.815, 0.825],  # +0.5, spread 2: within spread
+        "4 + lightweight": [0.70, 0.71, 0.72],  # -10.5: worse
+    })  # fmt: skip
+    table = study.ablation_table(metrics).set_index("step")
+    assert list(table.index) == ["1 plain", "2 + multi-level", "3 + contrastive", "4 + lightweight"]
+    assert table["verdict"].tolist()[1:] == ["better", "within spread", "worse"]
+    assert table.loc["2 + multi-level", "gain vs previous"] == pytest.approx(10.0)
+    assert table.loc["2 + multi-level", "spread (sum of stds)"] == pytest.approx(2.0)
+    assert table.loc["2 + multi-level", "paired gains"] == "+10.00, +10.00, +10.00"
+    assert table.loc["4 + lightweight", "paper accuracy"] == study.PAPER["ablation"]["4 + lightweight"]
+    assert table.loc["3 + contrastive", "component"] == "The contrastive loss"
+
+
+def test_study_load_and_run_on_the_fixture_data(fixture_data_dir, tmp_path, monkeypatch):
+    """The whole study on the fixture IMDB (60 train / 60 test reviews): disjoint stratified subsets, only the rows
+    used tokenized, one row per model and seed plus the BERT row, tables, views' data and the saved report."""
+    import json
+
+    from workbench.studies import multilevel as study
+
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    params = study.PROFILES.resolve(
+        "smoke", seeds=[0, 1], epochs=1, test_size=20, dev_size=10, train_size=30, projection_size=12
+    )
+    data = study.load(params)
+    assert (len(data.train), len(data.dev), len(data.test)) == (30, 10, 20)
+    assert (len(data.train_ids), len(data.dev_ids), len(data.test_ids)) == (30, 10, 20)
+    assert data.train["label"].value_counts().tolist() == [15, 15]  # stratified
+    assert data.dev["label"].value_counts().tolist() == [5, 5]
+    assert not set(data.train["text"]) & set(data.dev["text"])
+    assert not set(data.train["text"]) & set(data.test["text"])
+    assert study.load(params).train["text"].tolist() == data.train["text"].tolist()  # seeded
+
+    result = study.run(params, data, progress=False)
+    metrics = result.metrics
+    assert len(metrics) == len(study.EXPERIMENTS) * 2 + 1
+    assert metrics.groupby("model").size().drop("BERT").eq(2).all()
+    assert (metrics["test_size"] == 20).all() and (metrics["train_size"] == 30).all()
+    assert metrics.loc[metrics["model"] == "+ contrastive", "contrastive_weight"].eq(0.5).all()
+    assert metrics.loc[metrics["model"] == "+ multi-level", "contrastive_weight"].eq(0.0).all()
+    assert set(result.curves["model"]) == {name for name, *_ in study.EXPERIMENTS}
+    assert set(result.runs) == {name for name, *_ in study.EXPERIMENTS}
+    assert result.projection["+ contrastive"].shape == (12, 2) and len(result.projection_labels) == 12
+    example = result.attention_example
+    n = len(example["tokens"])
+    assert example["global"].shape == example["local"].shape == (n, n) and example["gate"].shape == (n,)
+
+    tables = study.tables(result)
+    assert list(tables["main"].index) == study.TABLE_ORDER
+    assert tables["main"].loc["Transformer", "seeds"] == 2 and "±" in tables["main"].loc["Transformer", "accuracy"]
+    assert tables["main"].loc["BERT", "accuracy"].endswith("(one run)")
+    assert tables["main"].loc[study.PROPOSED, "paper accuracy"] == 92.3
+    assert set(tables["ablation"]["verdict"].dropna()) <= {"better", "worse", "within spread"}
+    assert tables["feed_forward"].loc["lightweight", "hidden"] == params["d_ff"] // params["bottleneck_ratio"]
+    assert list(tables["cost"].index) == study.TABLE_ORDER
+
+    path = result.save(tmp_path / "report")
+    saved = json.loads(path.read_text())
+    assert saved["study"] == "multilevel" and saved["profile"] == "smoke" and len(saved["metrics"]) == len(metrics)
+    assert any(note.startswith("BERT row: tiny frozen") for note in saved["notes"])
+    assert (path.parent / "learning_curves.csv").is_file()

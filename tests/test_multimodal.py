@@ -1,5 +1,6 @@
-"""Multimodal fusion: model shapes and gradients, late-fusion vote, uniform ablation, MOSI/MOSEI loaders and their
-errors, the study loop, and the notebook run end to end on MOSEI-format fixtures."""
+"""Multimodal fusion: model shapes and gradients, late-fusion vote, uniform ablation, the fusion registry, MOSI/MOSEI
+loaders and their errors, the study's profiles, notes, run and tables, and the notebook end to end on MOSEI-format
+fixtures."""
 
 from __future__ import annotations
 
@@ -25,24 +26,22 @@ from workbench.data.multimodal import (
     utterance_view,
     video_view,
 )
-from workbench.multimodal import (
-    DEFAULTS,
-    FUSIONS,
-    KINDS,
+from workbench.methods.fusion import (
     AttentionFusion,
+    EarlyFusion,
     LateFusion,
     ModalityTransformerConfig,
     UniformFusion,
     build_model,
-    compare_fusions,
     fusion_loss,
-    linear_probe,
-    load_corpus,
     majority_vote,
-    run_fusion_study,
 )
+from workbench.profiles import ParameterError
+from workbench.registry import UnknownNameError, build, names
+from workbench.studies import multimodal as study
 
 DIMS = {"text": 6, "audio": 5, "visual": 4}
+KINDS = study.model_kinds()
 TINY = ModalityTransformerConfig(hidden=8, layers=1, heads=2, feedforward=16, dropout=0.0)
 
 
@@ -92,13 +91,18 @@ def test_every_model_has_the_right_output_shape_and_trains(kind, per_position):
 
 def test_paper_profile_without_mosei_fails_with_a_clear_message():
     with pytest.raises(ValueError, match="needs mosei_path"):
-        load_corpus(DEFAULTS["paper"]["dataset"], DEFAULTS["paper"]["mosei_path"])
+        study.load(study.PROFILES.resolve("paper"))
 
 
 def test_fusion_registry_covers_the_four_strategies():
-    assert set(FUSIONS) == {"late", "early", "attention", "uniform"}
-    with pytest.raises(ValueError, match="unknown model"):
+    assert names("fusion") == ("late", "early", "attention", "uniform")
+    assert KINDS == ("text", "audio", "visual", "late", "early", "attention", "uniform")
+    assert isinstance(build("fusion", "early", DIMS, 2, TINY, False), EarlyFusion)
+    assert isinstance(build_model("uniform", DIMS, 2, TINY), UniformFusion)
+    with pytest.raises(UnknownNameError, match="unknown model 'mid'.*a fusion \\(late, early, attention, uniform\\)"):
         build_model("mid", DIMS, 2, TINY)
+    with pytest.raises(UnknownNameError, match="registered: late, early, attention, uniform"):
+        build("fusion", "mid", DIMS, 2, TINY, False)
 
 
 def test_majority_vote_matches_hand_count_and_breaks_ties_by_confidence():
@@ -333,35 +337,127 @@ def test_csd_errors(tmp_path, fixture_root):
 
 
 def _smoke_params(**changes):
-    return {**DEFAULTS["smoke"], "hidden": 8, "feedforward": 16, **changes}
+    return study.PROFILES.resolve("smoke", hidden=8, feedforward=16, **changes)
 
 
-def test_study_rows_probe_and_reproducibility(fixture_root):
+def test_profiles_resolve_and_reject_bad_values():
+    smoke, quick, paper = (study.PROFILES.resolve(p) for p in ("smoke", "quick", "paper"))
+    assert study.PROFILES.names[0] == "seeds" and "profile" not in study.PROFILES.names
+    assert (smoke["hidden"], quick["hidden"], paper["hidden"]) == (16, 64, 128)
+    assert paper["dataset"] == "mosei_mmsa" and paper["modes"] == ["utterance"] and paper["torch_threads"] is None
+    assert quick["kinds"] == list(KINDS)
+    assert study.PROFILES.resolve("smoke", seeds="[3, 4]", lr="0.01")["seeds"] == [3, 4]  # strings decoded as YAML
+    with pytest.raises(ParameterError, match="did you mean 'epochs_context'"):
+        study.PROFILES.resolve("smoke", epochs_contxt=3)
+    with pytest.raises(ParameterError, match="'mid' is not allowed"):
+        study.PROFILES.resolve("smoke", kinds=["text", "mid"])
+    with pytest.raises(ParameterError, match="'5class' is not allowed"):
+        study.PROFILES.resolve("smoke", schemes=["5class"])
+    with pytest.raises(ParameterError, match="below the minimum"):
+        study.PROFILES.resolve("smoke", hidden=0)
+
+
+def test_notes_follow_the_parameters():
+    quick, paper = study.notes(study.PROFILES.resolve("quick")), study.notes(study.PROFILES.resolve("paper"))
+    assert any("CMU-MOSI" in n for n in quick) and not any("CMU-MOSI" in n for n in paper)
+    assert any("compare the ordering" in n for n in quick) and not any("compare the ordering" in n for n in paper)
+    assert any("hidden 64" in n for n in quick) and any("hidden 128, 4 heads" in n for n in paper)
+    assert any("15 in utterance mode, 40 in context mode" in n for n in quick)
+    assert any("30 in utterance mode" in n and "context" not in n for n in paper)
+    assert any("mosei_path not set" in n for n in paper)
+    assert any("unweighted cross-entropy" in n for n in quick)
+
+    changed = study.notes(
+        study.PROFILES.resolve(
+            "paper", mosei_path="/x/mosei.pkl", modes=["utterance", "context"], schemes=["binary"], band=0.5,
+            weighted_loss=True, kinds=["late", "text", "audio", "visual"],
+        )
+    )  # fmt: skip
+    assert any("/x/mosei.pkl" in n for n in changed)
+    assert any("context mode skipped" in n for n in changed)
+    assert any("no 3-class scheme" in n for n in changed)
+    assert any("class-weighted" in n for n in changed)
+    assert any("late fusion trained as a whole" in n for n in changed)
+    band = study.notes(study.PROFILES.resolve("quick", band=0.5))
+    assert any("neutral = |score| <= 0.5" in n for n in band)
+
+
+def test_linear_probe_is_the_standardised_ridge_classifier(fixture_root):
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    corpus = load_mosi(root=fixture_root).relabel("3class")
+    probe = study.linear_probe(corpus, alpha=3.0).set_index(["model", "split"])
+    assert set(probe.index) == {(m, s) for m in ("text", "audio", "visual", "concat") for s in ("train", "test")}
+    train, test = corpus.splits["train"], corpus.splits["test"]
+    x_train = np.concatenate([train.features[m] for m in corpus.modalities], 1)
+    x_test = np.concatenate([test.features[m] for m in corpus.modalities], 1)
+    reference = make_pipeline(StandardScaler(), RidgeClassifier(alpha=3.0)).fit(x_train, train.frame["label"])
+    expected = float((reference.predict(x_test) == test.frame["label"]).mean())
+    assert probe.loc[("concat", "test"), "accuracy"] == pytest.approx(expected)
+
+
+def test_study_rows_and_reproducibility(fixture_root):
     corpus = load_mosi(root=fixture_root)
-    params = _smoke_params()
-    kw = dict(schemes=["3class"], modes=["utterance", "context"], kinds=KINDS, seeds=[0], params=params, progress=False)
-    first = run_fusion_study(corpus, **kw)
-    assert len(first.metrics) == 2 * len(KINDS) * 2  # modes x kinds x {train, test}
-    assert set(first.metrics["split"]) == {"train", "test"}
-    late = first.metrics[first.metrics["model"] == "late"]
+    params = _smoke_params(schemes=["3class"], seeds=[0])
+    metrics, weights, preds = study.train_and_evaluate(corpus, params, ["utterance", "context"], progress=False)
+    assert len(metrics) == 2 * len(KINDS) * 2  # modes x kinds x {train, test}
+    assert set(metrics["split"]) == {"train", "test"}
+    late = metrics[metrics["model"] == "late"]
     assert (late["epochs"] == 0).all()  # built from the unimodal baselines of the same seed
-    assert set(first.weights["model"]) == {"attention", "uniform"}
-    np.testing.assert_allclose(first.weights.groupby(["mode", "model", "sample"])["weight"].sum(), 1.0, atol=1e-5)
-    again = run_fusion_study(corpus, **{**kw, "kinds": ["attention"]})
-    mine = first.metrics[first.metrics["model"] == "attention"].reset_index(drop=True)
+    assert set(weights["model"]) == {"attention", "uniform"}
+    np.testing.assert_allclose(weights.groupby(["mode", "model", "sample"])["weight"].sum(), 1.0, atol=1e-5)
+    assert len(preds) == 2 * len(KINDS) * len(corpus.splits["test"])
+    again, _, _ = study.train_and_evaluate(corpus, {**params, "kinds": ["attention"]}, ["utterance", "context"], False)
+    mine = metrics[metrics["model"] == "attention"].reset_index(drop=True)
     cols = ["accuracy", "macro_f1", "weighted_f1"]
-    np.testing.assert_allclose(again.metrics[cols].to_numpy(), mine[cols].to_numpy())
-    probe = linear_probe(corpus)
-    assert set(probe["model"]) == {"text", "audio", "visual", "concat"}
+    np.testing.assert_allclose(again[cols].to_numpy(), mine[cols].to_numpy())
+    alone, _, _ = study.train_and_evaluate(corpus, {**params, "kinds": ["late"]}, ["utterance"], False)
+    assert (alone["epochs"] == 2).all()  # no unimodal baselines before it: late fusion is trained as a whole
+
+
+def test_run_result_tables_and_saved_rows(fixture_root, tmp_path):
+    corpus = load_mosi(root=fixture_root)
+    params = _smoke_params(schemes=["binary", "3class"], modes=["utterance"], kinds=["text", "early", "attention"])
+    result = study.run(params, data=corpus, progress=False)
+    assert result.study == "multimodal_fusion" and result.modes == ["utterance"]
+    assert set(result.metrics["family"]) == {"unimodal", "fusion", "linear probe", "modality weight"}
+    assert set(result.models["model"]) == {"text", "early", "attention"}
+    assert len(result.probes) == 2 * 4 * 2  # schemes x probes x splits
+    assert set(result.headline) == {
+        "binary_utterance_attention_accuracy", "binary_utterance_early_accuracy", "binary_linear_probe_concat_accuracy",
+    }  # fmt: skip
+    assert result.notes[: len(study.notes(params))] == study.notes(params)
+    verdict_notes = [n for n in result.notes if n.startswith(("binary/utterance:", "3class/utterance:"))]
+    assert len(verdict_notes) == 2 and all("early" in n and "spread" in n for n in verdict_notes)
+
+    tables = study.tables(result)
+    assert {"labels", "majority", "linear_probe", "linear_probe_vs_staging", "test_scores", "beside_paper",
+            "verdicts", "modality_weights", "train_test_gap"} <= set(tables)  # fmt: skip
+    paper = tables["beside_paper"].set_index("model")
+    assert paper.loc["attention", "paper (MOSEI, 3-class)"] == pytest.approx(0.7239)
+    assert paper.loc["MulT", "paper (MOSEI, 3-class)"] == pytest.approx(0.6704)
+    assert "±" in paper.loc["attention", "ours (utterance, 3class)"]
+    assert paper.loc["late", "ours (utterance, 3class)"] == ""  # not run
+    staged = tables["linear_probe_vs_staging"].set_index("model")
+    assert staged.loc["text", "staged (MOSI binary)"] == 0.739
+    assert list(tables["verdicts"]["rival"]) == ["early", "early"]  # no uniform run: that comparison is absent
+
+    saved = json.loads(result.save(tmp_path).read_text())
+    assert saved["parameters"]["modes_run"] == ["utterance"] and saved["parameters"]["transformer"]["hidden"] == 8
+    trained = [r for r in saved["metrics"] if r["family"] in ("unimodal", "fusion")]
+    assert all(isinstance(r["seed"], int) and isinstance(r["epochs"], int) for r in trained)
+    assert all(r["seed"] is None for r in saved["metrics"] if r["family"] == "linear probe")
 
 
 def test_study_on_time_step_data_skips_context_mode(fixture_root):
     corpus = load_mmsa_pickle(fixture_root / MMSA)
-    result = run_fusion_study(
-        corpus, schemes=["3class"], modes=["utterance", "context"], kinds=["text", "attention"], seeds=[0],
-        params=_smoke_params(), progress=False,
-    )  # fmt: skip
-    assert set(result.metrics["mode"]) == {"utterance"}
+    assert study.usable_modes(corpus, ["utterance", "context"]) == ["utterance"]
+    with pytest.raises(ValueError, match="unknown mode"):
+        study.usable_modes(corpus, ["video"])
+    result = study.run(_smoke_params(schemes=["3class"], seeds=[0], kinds=["text", "attention"]), corpus, False)
+    assert set(result.models["mode"]) == {"utterance"}
 
 
 def test_compare_fusions_verdicts():
@@ -371,12 +467,15 @@ def test_compare_fusions_verdicts():
     for seed, (att, early, uni) in enumerate([(0.80, 0.70, 0.79), (0.82, 0.71, 0.80), (0.81, 0.69, 0.81)]):
         for model, acc in (("attention", att), ("early", early), ("uniform", uni)):
             rows.append(
-                {"scheme": "binary", "mode": "context", "model": model, "seed": seed, "split": "test", "accuracy": acc}
-            )
-    verdicts = compare_fusions(pd.DataFrame(rows)).set_index("rival")
+                {"scheme": "binary", "mode": "context", "model": model, "seed": seed, "split": "test",
+                 "family": "fusion", "accuracy": acc}
+            )  # fmt: skip
+    verdicts = study.compare_fusions(pd.DataFrame(rows)).set_index("rival")
     assert verdicts.loc["early", "verdict"].startswith("attention beats early")
     assert verdicts.loc["uniform", "verdict"].startswith("no difference")
-    assert verdicts.loc["early", "difference"] == pytest.approx(0.81 - 0.70)
+    assert verdicts.loc["early", "effect"] == pytest.approx(100 * (0.81 - 0.70))  # in points
+    assert verdicts.loc["uniform", "spread"] == pytest.approx(100 * (0.01 + 0.01))  # the two seed stds added
+    assert verdicts.loc["early", "paired_gains"] == "+10.00, +11.00, +12.00"
 
 
 # ----------------------------------------------------------------------------------------------- the notebook
@@ -409,4 +508,5 @@ def test_notebook_runs_on_mosei_fixtures(fixture_root, tmp_path, dataset, path):
         r for r in results["metrics"] if r.get("split") == "test" and r.get("family") in ("unimodal", "fusion")
     ]
     assert {r["model"] for r in test_rows} == set(KINDS)
+    assert any("CMU-MOSEI time steps" in n for n in results["notes"])
     assert "3class_utterance_attention_accuracy" in results["headline"]

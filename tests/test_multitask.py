@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.heads import SequenceClassifier, build_head
+from workbench.methods.heads import SequenceClassifier
 from workbench.methods.pcgrad import fit_multitask, pcgrad_backward, predict_multitask, project_conflicting
+from workbench.registry import build
 from workbench.training import TrainConfig, class_weights
 
 
@@ -124,7 +125,7 @@ def test_crosstalk_on_a_tiny_model_lowers_both_task_losses(pcgrad):
         batch["input_ids"], batch["attention_mask"], torch.tensor(sentiment), torch.tensor(sarcasm)
     )
     torch.manual_seed(0)
-    head = build_head("crosstalk", encoder.hidden_size, 2, channels=16, task_dim=8)
+    head = build("head", "crosstalk", encoder.hidden_size, 2, channels=16, task_dim=8)
     model = SequenceClassifier(encoder.model, head)
     before = _task_losses(model, data)
     config = TrainConfig(epochs=8, lr=3e-3, batch_size=8, seed=0, progress=False, device="cpu")
@@ -144,7 +145,7 @@ def test_fit_multitask_is_repeatable_with_the_same_seed():
     results = []
     for _ in range(2):
         torch.manual_seed(123)  # different global state each time must not matter: fit_multitask seeds itself
-        head = build_head("crosstalk", 8, 2, channels=8, task_dim=4)
+        head = build("head", "crosstalk", 8, 2, channels=8, task_dim=4)
         config = TrainConfig(epochs=3, lr=1e-2, batch_size=6, seed=5, progress=False, device="cpu")
         history = fit_multitask(head, data, data, config, pcgrad=True)
         results.append((history.frame(), predict_multitask(head, data)))
@@ -157,7 +158,7 @@ def test_fit_multitask_can_stop_on_the_summed_dev_loss():
     mask = torch.ones(40, 6, dtype=torch.bool)
     data = torch.utils.data.TensorDataset(states, mask, (states[:, 0, 0] > 0).long(), (states[:, 0, 1] > 0).long())
     torch.manual_seed(0)
-    head = build_head("crosstalk", 8, 2, channels=8, task_dim=4)
+    head = build("head", "crosstalk", 8, 2, channels=8, task_dim=4)
     config = TrainConfig(epochs=5, lr=1e-2, batch_size=8, seed=0, monitor="loss", progress=False, device="cpu")
     history = fit_multitask(head, data, data, config, pcgrad=True)
     losses = history.frame()["dev_loss"].to_numpy()
@@ -170,3 +171,25 @@ def test_fit_multitask_can_stop_on_the_summed_dev_loss():
         for out, y, w in zip(logits, data.tensors[2:], weights)
     )
     assert summed == pytest.approx(losses.min(), rel=1e-4)
+
+
+def test_fit_multitask_gives_pcgrad_losses_that_do_not_reach_the_other_task_classifier(monkeypatch):
+    import workbench.methods.pcgrad as pcgrad_module
+
+    states = torch.randn(16, 5, 8, generator=torch.Generator().manual_seed(4))
+    mask = torch.ones(16, 5, dtype=torch.bool)
+    data = torch.utils.data.TensorDataset(states, mask, (states[:, 0, 0] > 0).long(), (states[:, 0, 1] > 0).long())
+    head = build("head", "crosstalk", 8, 2, channels=8, task_dim=4)
+    reached, original = [], pcgrad_module.pcgrad_backward
+
+    def recording(losses, params, generator=None):
+        sentiment_to_sarcasm = torch.autograd.grad(
+            losses[0], [head.sarcasm_classifier.weight], retain_graph=True, allow_unused=True
+        )[0]
+        reached.append(sentiment_to_sarcasm is not None)
+        return original(losses, params, generator)
+
+    monkeypatch.setattr(pcgrad_module, "pcgrad_backward", recording)
+    config = TrainConfig(epochs=1, lr=1e-2, batch_size=8, seed=0, progress=False, device="cpu")
+    fit_multitask(head, data, None, config, pcgrad=True)
+    assert reached and not any(reached)

@@ -262,3 +262,35 @@ def test_an_interactive_run_lands_in_the_project_reports_and_index(tmp_path: Pat
     assert path == tmp_path / "reports" / "toy-interactive" / "results.json"
     assert json.loads((path.parent / "run.json").read_text())["status"] == "ok"
     assert "toy-interactive" in (tmp_path / "reports" / "index.html").read_text()
+
+
+@pytest.mark.parametrize("executor", ["process", "ray"])
+def test_grid_fans_out_in_parallel_with_the_metrics_of_a_serial_run(notebooks: Path, tmp_path: Path, executor):
+    if executor == "ray":
+        pytest.importorskip("ray")
+    (tmp_path / "reports" / "00_junk-smoke").mkdir(parents=True)
+    (tmp_path / "reports" / "00_junk-smoke" / "run.json").write_text("{")  # truncated: fails no run
+    nb = find_notebooks(["10_good"], notebooks)
+    grid = {"value": [1, 2, 3]}
+    parallel = run_notebooks(
+        nb, "smoke", {}, tmp_path / "reports", grid=grid, workers=2, executor=executor, progress=False
+    )
+    serial = run_notebooks(nb, "smoke", {}, tmp_path / "serial", grid=grid, progress=False)
+    assert [o.status for o in parallel] == ["ok"] * 3 and [o.parameters for o in parallel] == [
+        {"value": v} for v in (1, 2, 3)
+    ]
+
+    def metrics(outcomes):
+        return [json.loads((Path(o.run_dir) / "results.json").read_text())["metrics"] for o in outcomes]
+
+    assert metrics(parallel) == metrics(serial)
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert index.count("<tr><td>10_good-smoke-") == 3
+
+
+def test_grid_values_must_be_lists():
+    from workbench.runner import expand_grid
+
+    assert expand_grid({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+    with pytest.raises(ValueError, match="grid 'a'"):
+        expand_grid({"a": 3})

@@ -21,6 +21,7 @@ Attention-based sentiment research workbench.
   workbench run 01_mage -p languages='["hau"]'  override a notebook parameter (YAML values)
   workbench list                              notebooks and their parameters
   workbench data                              datasets present under $WORKBENCH_DATA (else ./data)
+  workbench run 03_besstie --grid seeds='[[0],[1],[2]]' --workers 2   a grid, two runs at a time
   workbench bench pruning --json              a benchmark (see `workbench bench --help`)
 """
 
@@ -34,8 +35,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     notebooks = find_notebooks(args.notebooks, args.notebooks_dir)
     parameters = parse_parameters(args.parameter)
+    grid = parse_parameters(args.grid)
     outcomes = run_notebooks(
-        notebooks, args.profile, parameters, args.reports, args.resume, args.kernel, say=_say, progress=False
+        notebooks,
+        args.profile,
+        parameters,
+        args.reports,
+        args.resume,
+        args.kernel,
+        say=_say,
+        progress=False,
+        grid=grid,
+        workers=args.workers,
+        executor=args.executor,
+        address=args.address,
     )
     print(f"index: {args.reports}/index.html")
     return 1 if any(o.status == "failed" for o in outcomes) else 0
@@ -124,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="notebook parameter; VALUE is YAML, e.g. -p seeds='[0,1,2]' (repeatable)",
     )
+    run.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=LIST",
+        help="run every combination: e.g. --grid seed='[0,1,2]' --grid lr='[1e-3,3e-3]' (each its own report)",
+    )
+    run.add_argument("--workers", type=int, default=1, help="runs in parallel (default 1: one after another)")
+    run.add_argument(
+        "--executor",
+        choices=("process", "ray", "dask"),
+        default="process",
+        help="where parallel runs go: a local process pool (default), Ray or Dask (optional extras)",
+    )
+    run.add_argument("--address", default=None, help="join an existing Ray or Dask cluster at this address")
     run.add_argument("--reports", default="reports", help="reports folder (default ./reports)")
     run.add_argument("--resume", action="store_true", help="skip runs already finished with the same parameters")
     run.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default ./notebooks)")

@@ -37,6 +37,10 @@ def _plain(value):
     return value
 
 
+def _missing(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def describe_data(name: str, frame: pd.DataFrame, **extra) -> dict[str, object]:
     """What a results.json says about one data slice: rows, labels, drops, splits, source files."""
     out = {
@@ -133,7 +137,8 @@ class StudyResult:
             profile=str(self.params.get("profile", "")),
             parameters=self.params,
             data=self.data,
-            metrics=self.metrics.to_dict("records"),
+            # rows of different kinds share one frame: a field a row never had (NaN filler) is left out of it
+            metrics=[{k: v for k, v in row.items() if not _missing(v)} for row in self.metrics.to_dict("records")],
             timings=self.timings,
             notes=self.notes,
             headline=self.headline,

@@ -303,6 +303,19 @@ def run_notebook(
     return outcome
 
 
+def expand_grid(grid: Mapping[str, Sequence[object]] | None) -> list[dict[str, object]]:
+    """Every combination of the grid's values, in order (`{a: [1, 2], b: [x]}` -> [{a: 1, b: x}, {a: 2, b: x}])."""
+    combos: list[dict[str, object]] = [{}]
+    for key, values in (grid or {}).items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ParameterError(f"grid {key!r}: expected a non-empty list of values, got {values!r}")
+        combos = [{**combo, key: value} for combo in combos for value in values]
+    return combos
+
+
+EXECUTORS = ("process", "ray", "dask")
+
+
 def run_notebooks(
     notebooks: Sequence[Path],
     profile: str = "quick",
@@ -312,25 +325,46 @@ def run_notebooks(
     kernel: str | None = None,
     say: Callable[[str], None] | None = None,
     progress: bool = True,
+    grid: Mapping[str, Sequence[object]] | None = None,
+    workers: int = 1,
+    executor: str = "process",
+    address: str | None = None,
 ) -> list[RunOutcome]:
-    """Check every notebook's parameters, then run each in turn (a failure is recorded and the others still run);
-    `say` hears `[i/n] NAME profile -> folder` before each run and its status line as soon as it ends. This process
-    coordinates: it alone writes `index.html`, after every run."""
-    parameters = dict(parameters or {})
-    for notebook in notebooks:
-        check_parameters(notebook, parameters)
-    check_writable(reports)
-    outcomes = []
-    for i, notebook in enumerate(notebooks, 1):
+    """Check every run's parameters, then run every notebook × grid combination: one after another with one worker,
+    else in parallel on `executor` (a local process pool, Ray or Dask; `address` joins an existing cluster). A failure
+    is recorded and the other runs still go. `say` hears `[i/n] NAME profile -> folder` as each run starts (is queued,
+    in parallel) and its status line as soon as it ends. This process coordinates: it alone writes `index.html`,
+    after every run. Outcomes come back in the order of the runs."""
+    jobs = [(nb, {**dict(parameters or {}), **combo}) for nb in notebooks for combo in expand_grid(grid)]
+    for notebook, params in jobs:
+        check_parameters(notebook, params)
+    reports = check_writable(reports).resolve()
+    if executor not in EXECUTORS:
+        raise ParameterError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+
+    def started(i: int, notebook: Path, params: Mapping[str, object]) -> None:
         if say:
-            folder = Path(reports) / run_name(notebook.stem, profile, parameters)
-            say(f"[{i}/{len(notebooks)}] {notebook.stem} {profile} -> {folder}")
-        outcome = run_notebook(notebook, profile, parameters, reports, resume, kernel, progress, say)
-        outcomes.append(outcome)
+            say(f"[{i}/{len(jobs)}] {notebook.stem} {profile} -> {reports / run_name(notebook.stem, profile, params)}")
+
+    def finished(outcome: RunOutcome) -> RunOutcome:
         write_index(reports)
         if say:
             say(status_line(outcome))
-    return outcomes
+        return outcome
+
+    if workers <= 1 and address is None:
+        outcomes = []
+        for i, (notebook, params) in enumerate(jobs, 1):
+            started(i, notebook, params)
+            outcomes.append(finished(run_notebook(notebook, profile, params, reports, resume, kernel, progress, say)))
+        return outcomes
+    from workbench import executors
+
+    submit = {"process": executors.process_pool, "ray": executors.ray_cluster, "dask": executors.dask_cluster}
+    calls = [(nb, profile, params, str(reports), resume, kernel) for nb, params in jobs]
+    for i, (notebook, params) in enumerate(jobs, 1):
+        started(i, notebook, params)
+    return submit[executor](calls, workers, address, finished)
 
 
 def status_line(outcome: RunOutcome) -> str:

@@ -6,7 +6,7 @@ Batches are either tuples `(*inputs, labels)`, passed to the model as `model(*in
 every other objective without a second loop:
 
 - `loss_fn(model, batch) -> loss` replaces the default weighted cross-entropy (contrastive, distillation); it may
-  return one loss per task (a 1-D tensor: multitask), whose sum is minimised and whose parts are logged;
+  return a list of per-task losses (multitask), whose sum is minimised and whose parts are logged;
 - `backward(losses, params) -> diagnostics` replaces `losses.sum().backward()` (PCGrad's gradient surgery);
 - `dev_metrics(model, dev) -> {name: value}` replaces `evaluate` on the dev set (per-task metrics).
 """
@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 from workbench.runtime import default_device, set_seed
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
-BackwardFn = Callable[[torch.Tensor, Sequence[nn.Parameter]], Mapping[str, float] | None]
+Losses = torch.Tensor | Sequence[torch.Tensor]
+BackwardFn = Callable[[Losses, Sequence[nn.Parameter]], Mapping[str, float] | None]
 DevMetricsFn = Callable[[nn.Module, Dataset], Mapping[str, float]]
 
 
@@ -184,6 +185,11 @@ def batch_size_of(batch) -> int:
     return len(split_batch(batch)[2])
 
 
+def total_loss(losses: Losses) -> torch.Tensor:
+    """The minimised objective: a scalar loss, or the sum of per-task losses."""
+    return torch.stack(list(losses)).sum() if isinstance(losses, (list, tuple)) else losses.sum()
+
+
 def train_step(
     model: nn.Module,
     batch,
@@ -194,14 +200,18 @@ def train_step(
     backward: BackwardFn | None = None,
 ) -> tuple[torch.Tensor, Mapping[str, float]]:
     """One optimisation step (forward, backward or the `backward` hook, clipping, update); returns the detached
-    loss (one per task for a multitask objective) and the hook's diagnostics. `fit` and step timings share it."""
+    loss (one per task for a multitask objective) and the hook's diagnostics. `fit` and step timings share it.
+
+    A `backward` hook receives the per-task losses as `loss_fn` returned them: separate graphs, so a task's loss
+    reaches only the parameters it uses (PCGrad needs that to tell shared parameters from task-specific ones)."""
     losses = loss_fn(model, batch)
     optimizer.zero_grad()
-    diagnostics = (backward(losses, params) if backward else losses.sum().backward()) or {}
+    diagnostics = (backward(losses, params) if backward else total_loss(losses).backward()) or {}
     if max_grad_norm:
         nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
-    return losses.detach(), diagnostics
+    detached = torch.stack([x.detach() for x in losses]) if isinstance(losses, (list, tuple)) else losses.detach()
+    return detached, diagnostics
 
 
 def weighted_cross_entropy(train: Dataset, config: TrainConfig, num_classes: int | None, device) -> LossFn:
@@ -274,7 +284,7 @@ def fit(
             record.update({f"dev_{k}": v for k, v in scores.items()})
             if config.monitor == "loss":
                 record["dev_loss"] = mean_loss(
-                    model, dev, lambda m, b: loss_fn(m, b).sum(), config.eval_batch_size, collate_fn
+                    model, dev, lambda m, b: total_loss(loss_fn(m, b)), config.eval_batch_size, collate_fn
                 )
             score = monitored_score(record, config.monitor)
         stop = history.add_epoch(model, record, score, config.patience)

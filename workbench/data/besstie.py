@@ -15,13 +15,27 @@ from collections.abc import Iterable
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from workbench.data.schema import concat_frames, data_dir, labelled_frame, read_rows, require_file
+from workbench.data.schema import (
+    DataError,
+    concat_frames,
+    data_dir,
+    integer,
+    labelled_frame,
+    not_empty,
+    one_of,
+    read_rows,
+    require_file,
+    select_rows,
+    validate_rows,
+)
 
 BESSTIE_TASKS = ("Sentiment", "Sarcasm")
 BESSTIE_VARIETIES = ("en-AU", "en-IN", "en-UK")
 BESSTIE_SOURCES = ("Google", "Reddit")
 BESSTIE_LABELS = {"Sentiment": ["negative", "positive"], "Sarcasm": ["not_sarcastic", "sarcastic"]}
 WIDE_TRAIN = "original_train_en-AU_en-UK.csv"
+WIDE_VARIETIES = ("en-AU", "en-UK")
+BINARY = ("0", "1")
 HINT = "Get it with `workbench data download besstie` (gated on the Hub: request access first)."
 
 
@@ -46,28 +60,67 @@ def _binary(frame: pd.DataFrame, path, column: str, task: str, meta: dict) -> pd
 
 
 def _valid_slice(root, task: str, variety: str, source: str) -> pd.DataFrame:
+    """The rows of `valid.csv` for one slice; every row of the file is checked first, whatever the slice."""
     path = require_file(data_dir(root) / "besstie" / "valid.csv", HINT)
-    rows = read_rows(path, required=("text", "label", "variety", "source", "task"))
-    rows = rows[(rows["task"] == task) & (rows["variety"] == variety) & (rows["source"] == source)]
+    rows = read_rows(path, required=("text", "label", "variety", "source", "task"), hint=HINT)
+    validate_rows(
+        path,
+        rows,
+        [
+            not_empty("text"),
+            one_of("label", BINARY, "label", key=str.strip),
+            one_of("variety", BESSTIE_VARIETIES, "variety"),
+            one_of("source", BESSTIE_SOURCES, "source"),
+            one_of("task", BESSTIE_TASKS, "task"),
+        ],
+    )
+    rows = select_rows(path, rows, [("task", task, None), ("variety", variety, None), ("source", source, None)])
     return _binary(rows, path, "label", task, {"task": task, "variety": variety, "source": source})
 
 
 def _train_slice(root, task: str, variety: str, source: str) -> pd.DataFrame:
+    """Official train rows of one slice (en-IN Reddit: its `train_cm.csv`; en-AU/en-UK: the wide file, every row
+    of which is checked before the slice is taken)."""
     base = data_dir(root) / "besstie"
     if variety == "en-IN" and source == "Reddit":
         path = require_file(base / "splits_en-IN_Reddit_cm" / task / "train_cm.csv", HINT)
-        rows = read_rows(path, required=("text", "label"))
+        rows = read_rows(path, required=("text", "label"), hint=HINT)
+        validate_rows(
+            path, rows, [integer("id", "id"), not_empty("text"), one_of("label", BINARY, "label", key=str.strip)]
+        )
         return _binary(rows, path, "label", task, {"task": task, "variety": variety, "source": source})
     path = require_file(base / WIDE_TRAIN, HINT)
-    rows = read_rows(path, required=("source", "variety", "text", "sentiment", "sarcasm"))
-    rows = rows[(rows["source"].str.lower() == source.lower()) & (rows["variety"] == variety)]
+    rows = read_rows(path, required=("source", "variety", "text", "sentiment", "sarcasm"), hint=HINT)
+    validate_rows(
+        path,
+        rows,
+        [
+            not_empty("text"),
+            one_of("source", [s.lower() for s in BESSTIE_SOURCES], "source", key=str.lower),
+            one_of("variety", WIDE_VARIETIES, "variety"),
+            one_of("sentiment", BINARY, "label", key=str.strip),
+            one_of("sarcasm", BINARY, "label", key=str.strip),
+        ],
+    )
+    if variety not in WIDE_VARIETIES:
+        raise DataError(path, None, f"holds {list(WIDE_VARIETIES)} only; no official {variety} {source} train rows")
+    rows = select_rows(path, rows, [("source", source.lower(), str.lower), ("variety", variety, None)])
     return _binary(rows, path, task.lower(), task, {"task": task, "variety": variety, "source": source})
 
 
 def _seeded(frame: pd.DataFrame, split: str, seed: int, eval_fraction: float) -> pd.DataFrame:
-    train_idx, eval_idx = train_test_split(
-        range(len(frame)), test_size=eval_fraction, random_state=seed, stratify=frame["label"]
-    )
+    try:
+        train_idx, eval_idx = train_test_split(
+            range(len(frame)), test_size=eval_fraction, random_state=seed, stratify=frame["label"]
+        )
+    except ValueError as err:  # too few rows, or a label with a single row
+        counts = frame["label_name"].value_counts().to_dict()
+        raise DataError(
+            frame.attrs["source_files"][0],
+            None,
+            f"cannot make the seeded stratified split of {frame['task'].iat[0]} {frame['variety'].iat[0]} "
+            f"{frame['source'].iat[0]} from {len(frame)} rows (labels {counts}): {err}",
+        ) from None
     out = frame.iloc[sorted(train_idx if split == "train" else eval_idx)].reset_index(drop=True)
     out.attrs = frame.attrs
     return out

@@ -2,7 +2,9 @@
 
 This is what `workbench data` prints. It reads every file through the same loaders the studies use, so a file
 that the loaders would reject fails here too, with the same `DataError`. A dataset whose folder is absent is
-listed as missing, with the command that fetches it.
+listed as missing, with the command that fetches it. A dataset folder that lacks one of its files (an AfriSenti
+language without `test.tsv`, an `imdb/` folder without its CSV) is incomplete: its rows say so, and the paths are
+in `table.attrs["incomplete"]`, which makes `workbench data` exit non-zero.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.data.afrisenti import AFRISENTI_SPLITS, afrisenti_languages, load_afrisenti
+from workbench.data.afrisenti import AFRISENTI_SPLITS, afrisenti_folders, load_afrisenti
 from workbench.data.besstie import BESSTIE_SOURCES, BESSTIE_TASKS, BESSTIE_VARIETIES, load_besstie
 from workbench.data.bicodemix import BICODEMIX_TASKS, load_bicodemix
 from workbench.data.imdb import load_imdb
@@ -53,12 +55,20 @@ def _row(dataset: str, subset: str, split: str, frame: pd.DataFrame, note: str =
     }
 
 
-def _missing(dataset: str, subset: str = "", split: str = "", what: str = "") -> dict[str, object]:
-    note = f"{what + '; ' if what else ''}get it with: {DOWNLOAD_HINT[dataset]}"
-    return {"dataset": dataset, "subset": subset, "split": split, "rows": 0, "labels": "", "dropped": ""} | {
+def _missing(
+    dataset: str, subset: str = "", split: str = "", what: str = "", incomplete: Path | None = None
+) -> dict[str, object]:
+    """A 'missing' row; `incomplete` is the absent file of a dataset folder that is present (kept under the key
+    `_incomplete`, which the table drops and `summarize` collects)."""
+    prefix = "incomplete folder: " if incomplete else ""
+    note = f"{prefix}{what + '; ' if what else ''}get it with: {DOWNLOAD_HINT[dataset]}"
+    row = {"dataset": dataset, "subset": subset, "split": split, "rows": 0, "labels": "", "dropped": ""} | {
         "status": "missing",
         "note": note,
     }
+    if incomplete is not None:
+        row["_incomplete"] = str(incomplete)
+    return row
 
 
 def _is_absent_file(err: DataError) -> bool:
@@ -76,11 +86,12 @@ def _or_missing(
     except DataError as err:
         if not _is_absent_file(err):
             raise
-        return _missing(dataset, subset, split, f"{Path(err.path).name} not found")
+        return _missing(dataset, subset, split, f"{Path(err.path).name} not found", incomplete=Path(err.path))
 
 
 def _afrisenti(root: Path) -> Iterator[dict]:
-    for language in afrisenti_languages(root):
+    """Every language folder, complete or not: a split file that is absent gives an 'incomplete' row."""
+    for language in afrisenti_folders(root):
         for split in AFRISENTI_SPLITS:
             row = _or_missing("afrisenti", language, split, load_afrisenti, language, split, root=root)
             if row["status"] == "empty":
@@ -126,10 +137,14 @@ def _imdb(root: Path) -> Iterator[dict]:
     except DataError as err:
         if not _is_absent_file(err):
             raise
-        yield _missing("imdb", "aclImdb v1.0", "", "imdb_50k_aclImdb.csv.gz not found")
+        yield _missing("imdb", "aclImdb v1.0", "", "imdb_50k_aclImdb.csv.gz not found", incomplete=Path(err.path))
         return
     for split in ("train", "test"):
         part = frame[frame["split"] == split]
+        if part.empty:  # the same check as load_imdb(split), without reading the file again
+            present = sorted(set(frame["split"]))
+            path = frame.attrs["source_files"][0]
+            raise DataError(path, None, f"no rows with split = {split!r}; values present: {present}")
         part.attrs = frame.attrs
         yield _row("imdb", "aclImdb v1.0", split, part)
 
@@ -137,7 +152,14 @@ def _imdb(root: Path) -> Iterator[dict]:
 def _multimodal(root: Path) -> Iterator[dict]:
     """MOSI rows from `workbench.data.multimodal.summarize_multimodal` when both the file and the module exist."""
     if not (root / MOSI_FILE).is_file():
-        yield _missing("multimodal", "cmu_mosi", "", f"{MOSI_FILE} not found")
+        folder_present = (root / MOSI_FILE).parent.is_dir()  # multimodal/ alone may hold only MOSEI
+        yield _missing(
+            "multimodal",
+            "cmu_mosi",
+            "",
+            f"{MOSI_FILE} not found",
+            incomplete=root / MOSI_FILE if folder_present else None,
+        )
         return
     try:
         from workbench.data.multimodal import summarize_multimodal
@@ -171,14 +193,21 @@ def summarize(root: str | os.PathLike | None = None) -> pd.DataFrame:
 
     Columns: dataset, subset, split, rows, labels ("negative 1146 / neutral 1257 / positive 899"), dropped
     (reason: count), status (ok / empty / missing), note (seeded splits, empty stubs, how to get what is missing).
-    A dataset folder that is absent gives one 'missing' row; a malformed file raises its DataError.
+    A dataset folder that is absent gives one 'missing' row; a malformed file raises its DataError. `attrs` holds
+    `root`, `found` (dataset folders present) and `incomplete` (absent files of present folders).
     """
     base = data_dir(root)
     rows: list[dict] = []
+    found: list[str] = []
     for dataset, summarize_one in DATASETS.items():
-        folder = base / ("multimodal" if dataset == "multimodal" else dataset)
+        folder = base / dataset
         if not folder.is_dir():
             rows.append(_missing(dataset, what=f"no {dataset}/ folder under {base}"))
             continue
+        found.append(dataset)
         rows.extend(summarize_one(base))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table.attrs["root"] = str(base)
+    table.attrs["found"] = found
+    table.attrs["incomplete"] = list(dict.fromkeys(r["_incomplete"] for r in rows if "_incomplete" in r))
+    return table

@@ -1,7 +1,7 @@
 """The `workbench data` commands: list what is present, download what is public.
 
 `workbench/cli.py` calls :func:`add_data_commands` with its subparsers; each command returns an exit code, and a
-`DataError` (bad file, failed download) is printed by the CLI as one line with exit code 2.
+`DataError` (bad file, failed download) is printed by the CLI as `error: file:line: problem` with exit code 2.
 """
 
 from __future__ import annotations
@@ -9,11 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+NO_DATA_HINT = (
+    "set WORKBENCH_DATA to a folder laid out like shared/data (e.g. `export WORKBENCH_DATA=/path/to/data`) or pass "
+    "--root, or fetch a dataset with `workbench data download NAME`"
+)
+
 DATA_DESCRIPTION = """\
 List the datasets under the data root, one row per (dataset, subset, split): rows, label distribution, rows
 dropped on purpose (with the reason) and notes (seeded splits, empty stubs). A dataset that is absent is listed as
-missing, with the command that fetches it. A file the loaders would reject makes this fail with its file, line
-and problem (exit code 2).
+missing, with the command that fetches it. The first line says which data root was read and why.
+
+Exit codes: 0 all present datasets are complete and readable; 1 a dataset folder is incomplete (e.g. an
+AfriSenti language without test.tsv; the files are listed); 2 a file the loaders would reject (its file, line
+and problem are printed), or no dataset at all under the data root (unset, empty or wrong WORKBENCH_DATA).
 
 The data root is --root, else $WORKBENCH_DATA, else ./data.
 
@@ -35,10 +43,21 @@ def _root_argument(parser: argparse.ArgumentParser, default: object = None) -> N
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
-    """Print the summary table of what is present."""
+    """Print which data root is read and why, then the summary table of what is present. Exit code 1 when a
+    dataset folder is incomplete, 2 when no dataset is found."""
     from workbench.data.catalog import summarize
+    from workbench.data.schema import data_root_source
 
-    table = summarize(args.root)
+    root, why = data_root_source(args.root)
+    shown = root.absolute()
+    print(f"data root: {shown} ({why})")
+    if not root.is_dir():
+        print(f"error: data root {shown} does not exist ({why}); {NO_DATA_HINT}", file=sys.stderr)
+        return 2
+    table = summarize(root)
+    if not table.attrs.get("found"):
+        print(f"error: no dataset found under {shown} ({why}); {NO_DATA_HINT}", file=sys.stderr)
+        return 2
     for dataset, group in table.groupby("dataset", sort=False):
         print(dataset)
         columns = ["subset", "split", "rows", "labels"]
@@ -52,6 +71,13 @@ def cmd_data_list(args: argparse.Namespace) -> int:
             if str(raw.get("status", "ok")) != "ok":
                 extras.insert(0, str(raw["status"]))
             print(line.rstrip() + (f"   [{'; '.join(extras)}]" if extras else ""))
+    incomplete = table.attrs.get("incomplete", [])
+    if incomplete:
+        print(f"error: {len(incomplete)} file(s) missing from dataset folders that are present:", file=sys.stderr)
+        for path in incomplete:
+            print(f"  {path}: file not found", file=sys.stderr)
+        print("  get them with the `workbench data download` commands listed above", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -109,22 +109,33 @@ def imdb_tarball_to_csv(downloaded: Path, out: Path) -> str:
     """Pack `aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt` into the gzip CSV `review,sentiment,split,file_id,
     rating` (text verbatim, sorted by split, pos before neg, numeric id); returns the SHA-256 of the CSV text.
 
-    Members are read in memory, never extracted, so paths inside the tarball cannot escape the data folder.
+    Members are read in memory, never extracted, so paths inside the tarball cannot escape the data folder. A
+    truncated or corrupt tarball is a DownloadError.
     """
     rows = []
-    with tarfile.open(downloaded, "r:gz") as tar:
-        for member in tar:
-            match = IMDB_MEMBER.match(member.name)
-            if not (member.isfile() and match):
-                continue
-            split, polarity, file_id, rating = match.groups()
-            handle = tar.extractfile(member)
-            try:
-                text = handle.read().decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DownloadError(downloaded, f"{member.name}: cannot decode as utf-8 ({err.reason})") from None
-            label = "positive" if polarity == "pos" else "negative"
-            rows.append((split != "train", polarity != "pos", int(file_id), [text, label, split, file_id, rating]))
+    try:
+        with gzip.open(downloaded, "rb") as stream:  # the whole gzip stream first: tarfile stops quietly at a bad
+            while stream.read(CHUNK):  # header, but a damaged stream fails its CRC or ends early here
+                pass
+        with tarfile.open(downloaded, "r:gz") as tar:
+            for member in tar:
+                match = IMDB_MEMBER.match(member.name)
+                if not (member.isfile() and match):
+                    continue
+                split, polarity, file_id, rating = match.groups()
+                handle = tar.extractfile(member)
+                try:
+                    text = handle.read().decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DownloadError(downloaded, f"{member.name}: cannot decode as utf-8 ({err.reason})") from None
+                label = "positive" if polarity == "pos" else "negative"
+                rows.append((split != "train", polarity != "pos", int(file_id), [text, label, split, file_id, rating]))
+    except DataError:
+        raise
+    except Exception as err:  # tarfile.ReadError, EOFError (truncated), zlib.error / BadGzipFile (corrupt)
+        raise DownloadError(
+            downloaded, f"truncated or corrupt .tar.gz ({type(err).__name__}: {err}); download it again"
+        ) from None
     if not rows:
         raise DownloadError(downloaded, "no aclImdb/{train,test}/{pos,neg}/*.txt reviews inside the tarball")
     rows.sort(key=lambda row: row[:3])
@@ -373,7 +384,13 @@ def _download_one(remote: RemoteFile, root: Path, base_url: str | None, force: b
     target = root / remote.target
     expected = _expected(remote)
     if target.exists() and not force:
-        if expected is None or _content_sha256(remote, target) == expected:
+        try:
+            present = None if expected is None else _content_sha256(remote, target)
+        except Exception as err:  # a truncated or corrupt .gz already in place
+            raise DownloadError(
+                target, f"exists but cannot be read ({type(err).__name__}: {err}); use --force to replace it"
+            ) from None
+        if expected is None or present == expected:
             return target
         raise DownloadError(target, "exists but its checksum differs from the release; use --force to replace it")
     url = f"{base_url.rstrip('/')}/{remote.path_on_mirror}" if base_url else remote.url
@@ -385,7 +402,10 @@ def _download_one(remote: RemoteFile, root: Path, base_url: str | None, force: b
         if remote.sha256 is not None and got != remote.sha256:
             raise DownloadError(url, f"checksum mismatch: expected sha256 {remote.sha256}, got {got}; file removed")
         if remote.convert is not None:
-            got = remote.convert(part, converted)
+            try:
+                got = remote.convert(part, converted)
+            except DataError as err:  # name what was downloaded, not the temporary file (removed below)
+                raise DownloadError(url, err.problem) from None
             if remote.converted_sha256 is not None and got != remote.converted_sha256:
                 raise DownloadError(
                     url,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -144,10 +144,30 @@ def _with_labels(split: MultimodalSplit, scheme: str, band: float) -> Multimodal
 def _mosi_arrays(path: Path) -> dict[str, np.ndarray]:
     """Read and validate the MOSI npz: every key present, dtype kinds right, one row per utterance, values sane."""
     try:
-        archive = np.load(path, allow_pickle=False)
-        arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(path, None, f"not a readable .npz archive ({err})") from None
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as err:  # BadZipFile, EOFError, zlib.error, ValueError (object arrays need pickle), ...
+        if str(err).startswith("Object arrays"):  # an npz member saved with pickle
+            raise DataError(
+                path, None, "holds an object array, which only pickle can load: refused (numbers and strings only)"
+            ) from None
+        raise DataError(
+            path,
+            None,
+            f"not a readable .npz archive, truncated or corrupt? ({type(err).__name__}: {err}). Replace it with a "
+            "complete copy (see PROVENANCE.md).",
+        ) from None
+    try:
+        _check_mosi(path, arrays)
+    except DataError:
+        raise
+    except Exception as err:  # an array of an unexpected shape (0-d, ...) trips the checks themselves
+        raise DataError(path, None, f"unexpected array layout ({type(err).__name__}: {err})") from None
+    return arrays
+
+
+def _check_mosi(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Every MOSI key present, dtype kinds right, one row per utterance, values sane; else a DataError."""
     missing = [k for k in MOSI_KEYS if k not in arrays]
     if missing:
         raise DataError(path, None, f"missing key(s) {missing}; found {sorted(arrays)}")
@@ -178,7 +198,10 @@ def _mosi_arrays(path: Path) -> dict[str, np.ndarray]:
         raise DataError(path, None, f"key 'split_bclstm': unknown split(s) {unknown} (expected train/test)")
     if len(set(arrays["ids"])) != n:
         raise DataError(path, None, "key 'ids': duplicate utterance ids")
-    return arrays
+    present = sorted({str(v) for v in arrays["split_bclstm"]})
+    for name in ("train", "test"):
+        if name not in present:
+            raise DataError(path, None, f"key 'split_bclstm': no {name} rows; values present: {present}")
 
 
 def mosi_path(root: str | os.PathLike | None = None) -> Path:
@@ -250,21 +273,166 @@ def summarize_multimodal(root: str | os.PathLike | None = None) -> list[dict[str
 
 # ----------------------------------------------------------------------------------------------- MOSEI: MMSA pickle
 
+
+class _UnsafePickle(Exception):
+    """A numpy object in the pickle that the safe reconstruction refuses (turned into a DataError by the loader)."""
+
+
+class _NDArrayClass:
+    """Stands for `numpy.ndarray` in the pickle: only `_reconstruct` may use it; calling it is refused."""
+
+    def __new__(cls, *args, **kwargs):
+        raise _UnsafePickle("numpy.ndarray called directly")
+
+
+class _DTypeStub:
+    """What the pickle's `numpy.dtype(spec, align, copy)` call and its state build; :meth:`dtype` makes a fresh,
+    canonical dtype from the spec, the byte order and the item size only (never numpy's flags or fields from the
+    file), and refuses anything but plain numeric, bytes, unicode and object dtypes."""
+
+    def __init__(self, spec=None, align=False, copy=True, *rest):
+        self.spec, self.state, self._dtype = spec, None, None
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+    def dtype(self) -> np.dtype:
+        if self._dtype is None:
+            if not isinstance(self.spec, str) or not self.spec.strip():
+                raise _UnsafePickle(f"dtype spec {self.spec!r}")
+            base = np.dtype(self.spec)
+            if base.kind not in "biufcSUO" or base.shape or base.names:
+                raise _UnsafePickle(f"dtype {self.spec!r} (only plain numbers, strings and objects)")
+            order, size = "|", base.itemsize
+            if self.state is not None:
+                if (
+                    not isinstance(self.state, tuple)
+                    or len(self.state) < 8
+                    or any(x is not None for x in self.state[2:5])
+                ):
+                    raise _UnsafePickle(f"dtype state {self.state!r}")
+                order, size = self.state[1], self.state[5]
+                if order not in ("<", ">", "|", "=") or not isinstance(size, int):
+                    raise _UnsafePickle(f"dtype state {self.state!r}")
+            if base.kind == "U" and base.itemsize == 0:
+                base = np.dtype(f"U{max(size, 0) // 4}")
+            elif base.kind == "S" and base.itemsize == 0:
+                base = np.dtype(f"S{max(size, 0)}")
+            self._dtype = base.newbyteorder(order) if order in "<>" and base.itemsize > 1 else base
+        return self._dtype
+
+
+class _ArrayStub:
+    """What `_reconstruct(ndarray, ...)` and the array's state build; :func:`_safe_array` turns it into an array."""
+
+    def __init__(self):
+        self.state = None
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+
+def _reconstruct(subtype, shape=None, dtype_code=None) -> _ArrayStub:
+    if subtype is not _NDArrayClass:
+        raise _UnsafePickle(f"_reconstruct of {subtype!r}")
+    return _ArrayStub()
+
+
+def _as_dtype(dtype) -> np.dtype:
+    if not isinstance(dtype, _DTypeStub):
+        raise _UnsafePickle(f"dtype {dtype!r}")
+    return dtype.dtype()
+
+
+def _from_bytes(data, dtype: np.dtype, shape, order: str) -> np.ndarray:
+    """An array built only by `np.frombuffer` (numeric / string dtypes) or element by element (object dtype)."""
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise _UnsafePickle(f"array shape {shape!r}")
+    count = 1
+    for d in shape:
+        count *= d
+    if dtype.kind == "O":
+        if not isinstance(data, list) or len(data) != count:
+            raise _UnsafePickle("object array without one list item per element")
+        flat = np.empty(count, dtype=object)
+        for i, item in enumerate(data):
+            flat[i] = _safe_tree(item)
+        return flat.reshape(shape, order=order)
+    if isinstance(data, pickle.PickleBuffer):
+        data = data.raw()
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != count * dtype.itemsize:
+        raise _UnsafePickle(f"array data of {type(data).__name__} for {count} x {dtype}")
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order=order)
+
+
+def _safe_array(stub: _ArrayStub) -> np.ndarray:
+    state = stub.state
+    if isinstance(state, tuple) and len(state) == 5:
+        state = state[1:]  # (version, shape, dtype, is_fortran, data)
+    if not isinstance(state, tuple) or len(state) != 4:
+        raise _UnsafePickle("array state")
+    shape, dtype, fortran, data = state
+    return _from_bytes(data, _as_dtype(dtype), shape, "F" if fortran else "C")
+
+
+def _frombuffer(buffer, dtype, shape, order) -> np.ndarray:  # what pickle protocol 5 calls
+    if order not in ("C", "F"):
+        raise _UnsafePickle(f"array order {order!r}")
+    return _from_bytes(buffer, _as_dtype(dtype), shape, order)
+
+
+def _scalar(dtype, data=None):
+    dtype = _as_dtype(dtype)
+    if dtype.kind == "O":
+        return _safe_tree(data)
+    return _from_bytes(data, dtype, (), "C")[()]
+
+
+def _safe_tree(value):
+    """The unpickled payload with every stub replaced by a real array or dtype (containers rebuilt as they were)."""
+    if isinstance(value, _ArrayStub):
+        return _safe_array(value)
+    if isinstance(value, _DTypeStub):
+        return value.dtype()
+    if isinstance(value, dict):
+        out = type(value)()
+        for key, item in value.items():
+            out[_safe_tree(key)] = _safe_tree(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [_safe_tree(item) for item in value]
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
+# The only globals a pickle may name, each mapped to a safe stand-in (numpy 1.x and 2.x spellings; `_frombuffer`
+# is what pickle protocol 5 uses), plus plain containers that are not pickle opcodes of their own.
 _PICKLE_ALLOWED = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"): _NDArrayClass,
+    ("numpy", "dtype"): _DTypeStub,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "scalar"): _scalar,
+    ("numpy._core.multiarray", "scalar"): _scalar,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "set"): set,  # pickle protocols <= 3 spell these containers as globals
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "bytearray"): bytearray,
 }
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that builds only dicts, lists, strings, numbers and numpy arrays; any other global is refused."""
+    """Unpickler that builds only dicts, lists, tuples, sets, strings, bytes, numbers and numpy arrays.
+
+    `find_class` is the only way a pickle reaches a callable (GLOBAL, STACK_GLOBAL and the copyreg extension codes
+    all go through it), so refusing every global outside `_PICKLE_ALLOWED` means a class instance, `os.system` or
+    any other reference is refused before anything is called; nothing is imported on the pickle's behalf.
+    Persistent ids are refused by `pickle.Unpickler`. The numpy names it admits are stand-ins that rebuild arrays
+    with `np.frombuffer` from a fresh dtype (never numpy's own `__setstate__` with flags from the file): call
+    :meth:`load_safe` to get the payload with real arrays.
+    """
 
     def __init__(self, file, path: Path):
         super().__init__(file)
@@ -272,10 +440,19 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) in _PICKLE_ALLOWED:
-            return super().find_class(module, name)
+            return _PICKLE_ALLOWED[module, name]
         raise DataError(
-            self.path, None, f"pickle refers to {module}.{name}; only numpy arrays and plain containers are allowed"
+            self.path,
+            None,
+            f"pickle refers to {module}.{name}; refused: only numpy arrays and plain containers are allowed "
+            "(an MMSA feature pickle holds nothing else)",
         )
+
+    def load_safe(self):
+        try:
+            return _safe_tree(self.load())
+        except _UnsafePickle as err:
+            raise DataError(self.path, None, f"refused numpy object in the pickle: {err}") from None
 
 
 def _mmsa_split(path: Path, name: str, part: object, max_steps: int | None) -> MultimodalSplit:
@@ -284,7 +461,7 @@ def _mmsa_split(path: Path, name: str, part: object, max_steps: int | None) -> M
     needed = [*MMSA_MODALITY_KEYS.values(), "regression_labels"]
     missing = [k for k in needed if k not in part]
     if missing:
-        raise DataError(path, None, f"key '{name}': missing {missing}; found {sorted(part)}")
+        raise DataError(path, None, f"key '{name}': missing {missing}; found {sorted(map(str, part))}")
     scores = np.asarray(part["regression_labels"], dtype=np.float64).reshape(-1)
     n = len(scores)
     if not np.isfinite(scores).all() or (np.abs(scores) > 3).any():
@@ -336,14 +513,20 @@ def load_mmsa_pickle(
     `text`, `audio`, `vision` arrays (n, T, d), `regression_labels` (n,), optionally `id`, `raw_text`,
     `audio_lengths`, `vision_lengths`.
 
-    Pickles are code: load one only from a path you chose and trust; this function never looks for one on its
-    own. As a second guard it unpickles with an allow-list (numpy arrays and plain containers) and refuses
-    anything else. Non-finite feature values are set to 0 and counted in the notes.
+    Pickles are code, so the file is read only through a restricted unpickler (a `pickle.Unpickler` subclass
+    whose `find_class` admits plain containers and numpy array reconstruction only: `numpy(._core|.core).
+    multiarray._reconstruct` and `.scalar`, `numpy.ndarray`, `numpy.dtype`, `numpy(._core|.core).numeric.
+    _frombuffer`, `collections.OrderedDict`, `builtins.set`/`frozenset`/`bytearray`). Any other global (a class
+    instance, `os.system`, ...) is refused before it is called, with a DataError naming the file and the refused
+    global. The admitted numpy names are safe stand-ins: arrays are rebuilt with `np.frombuffer` from a fresh
+    plain dtype (numeric, bytes, unicode or object), so a crafted dtype or array state is refused too. This
+    function never looks for a pickle on its own: pass a path you chose. Non-finite feature values are set to 0
+    and counted in the notes.
     """
     path = require_file(Path(path))
     try:
         with path.open("rb") as handle:
-            payload = _ArraysOnlyUnpickler(handle, path).load()
+            payload = _ArraysOnlyUnpickler(handle, path).load_safe()
     except DataError:
         raise
     except Exception as err:  # a truncated or foreign file fails in many ways; all mean "not an MMSA pickle"
@@ -352,8 +535,15 @@ def load_mmsa_pickle(
         raise DataError(path, None, f"expected a dict with train/valid/test, found {type(payload).__name__}")
     missing = [s for s in MMSA_SPLITS if s not in payload]
     if missing:
-        raise DataError(path, None, f"missing split(s) {missing}; found {sorted(payload)}")
-    splits = {name: _mmsa_split(path, key, payload[key], max_steps) for name, key in MMSA_SPLITS.items()}
+        raise DataError(path, None, f"missing split(s) {missing}; found {sorted(map(str, payload))}")
+    splits = {}
+    for name, key in MMSA_SPLITS.items():
+        try:
+            splits[name] = _mmsa_split(path, key, payload[key], max_steps)
+        except DataError:
+            raise
+        except (ValueError, TypeError, OverflowError) as err:  # e.g. text where numbers belong
+            raise DataError(path, None, f"key '{key}': malformed values ({type(err).__name__}: {err})") from None
     _check_same_dims(path, splits)
     notes = [note for part in splits.values() for note in part.frame.attrs["notes"]]
     corpus = MultimodalCorpus("CMU-MOSEI (MMSA pickle)", splits, source_files=[str(path)], notes=notes)

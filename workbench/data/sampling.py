@@ -6,16 +6,18 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 
-def split_indices(n: int, labels, seed: int, *, train_size=None, test_size=None) -> tuple[list[int], list[int]]:
-    """Seeded (kept, rest) row indices, sorted, stratified on `labels` where every class allows it (sizes as in
-    scikit-learn's `train_test_split`: a fraction or a count)."""
+def split_indices(
+    n: int, labels, seed: int, *, train_size=None, test_size=None, sort: bool = True
+) -> tuple[list[int], list[int]]:
+    """Seeded (kept, rest) row indices, stratified on `labels` where every class allows it (sizes as in
+    scikit-learn's `train_test_split`: a fraction or a count); sorted, or in the split's shuffled order."""
     try:
         keep, rest = train_test_split(
             range(n), train_size=train_size, test_size=test_size, random_state=seed, stratify=labels
         )
     except ValueError:  # a class too small to stratify: a plain seeded split
         keep, rest = train_test_split(range(n), train_size=train_size, test_size=test_size, random_state=seed)
-    return sorted(keep), sorted(rest)
+    return (sorted(keep), sorted(rest)) if sort else (list(keep), list(rest))
 
 
 def stratified_sample(frame: pd.DataFrame, rows: int | None, seed: int, column: str = "label") -> pd.DataFrame:

@@ -129,9 +129,9 @@ def fit_multitask(
         weight = class_weights(labels, max(int(labels.max()) + 1, 2)).to(device) if config.weighted_loss else None
         criteria.append(nn.CrossEntropyLoss(weight=weight))
 
-    def task_losses(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def task_losses(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         inputs, targets = _split(batch, num_tasks)
-        return torch.stack([criterion(out, y) for criterion, out, y in zip(criteria, m(*inputs), targets)])
+        return [criterion(out, y) for criterion, out, y in zip(criteria, m(*inputs), targets)]
 
     def dev_metrics(m: nn.Module, data: Dataset) -> dict[str, float]:
         scores = evaluate_multitask(m, data, num_tasks, config.eval_batch_size, collate_fn)
@@ -142,8 +142,8 @@ def fit_multitask(
 
     generator = torch.Generator().manual_seed(config.seed + 1)
 
-    def pcgrad_step(losses: torch.Tensor, params: Sequence[nn.Parameter]) -> dict[str, float]:
-        return {"conflict": pcgrad_backward(list(losses), params, generator)["conflict"]}
+    def pcgrad_step(losses: list[torch.Tensor], params: Sequence[nn.Parameter]) -> dict[str, float]:
+        return {"conflict": pcgrad_backward(losses, params, generator)["conflict"]}
 
     return fit(
         model,

@@ -69,7 +69,7 @@ def train_probe(
     `standardise`, the training features' mean and std (+1e-6) are folded into the model.
     """
     features, labels = np.asarray(features, dtype=np.float32), np.asarray(labels)
-    train_idx, dev_idx = split_indices(len(labels), labels, config.seed, test_size=dev_fraction)
+    train_idx, dev_idx = split_indices(len(labels), labels, config.seed, test_size=dev_fraction, sort=False)
     train_idx, dev_idx = np.asarray(train_idx), np.asarray(dev_idx)
     scale = (features.mean(0), features.std(0) + 1e-6) if standardise else None
     torch.manual_seed(config.seed)

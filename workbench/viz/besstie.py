@@ -1,27 +1,23 @@
 """Figures and a widget for the BESSTIE study: cross-variety heatmaps (one per task x head, diagonal outlined,
 seeded-split cells starred), a head comparison beside the paper, domain-shift heatmaps, and the timing bars.
 
-All functions read the study's flat metric rows (`StudyRun.metrics` or `load_results(...)`), so they work on a
-fresh run and on a saved `results.json` alike.
+All functions read the study's flat metric rows (`result.metrics` or `load_results(...)`), so they work on a
+fresh run and on a saved `results.json` alike. The paper's numbers come in as arguments (the study's `PAPER`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.besstie import (
-    CROSS_VARIETY_TASKS,
-    PAPER_BERT_LARGE,
-    PAPER_SECONDS_PER_BATCH,
-    cross_variety_matrix,
-    domain_shift_matrix,
-)
 from workbench.viz.figures import heatmap_figure
 
 SEEDED_MARK = "*"
+PaperScores = Mapping[str, Mapping[str, Mapping[str, float]]]  # task -> source -> variety -> macro-F1
 
 
 def _rows(metrics: pd.DataFrame, experiment: str, **equal) -> pd.DataFrame:
@@ -29,6 +25,26 @@ def _rows(metrics: pd.DataFrame, experiment: str, **equal) -> pd.DataFrame:
     for column, value in equal.items():
         rows = rows[rows[column] == value]
     return rows
+
+
+def _task_sources(rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (task, source) slices present in `rows`, in the order they first appear."""
+    return list(dict.fromkeys(zip(rows["task"], rows["source"])))
+
+
+def cross_variety_matrix(
+    metrics: pd.DataFrame, task: str, source: str, head: str, value: str = "macro_f1"
+) -> pd.DataFrame:
+    """Train variety (rows) x test variety (columns) of one task, source and head, averaged over seeds."""
+    rows = _rows(metrics, "cross_variety", task=task, source=source, head=head)
+    return rows.pivot_table(index="train_variety", columns="test_variety", values=value, aggfunc="mean")
+
+
+def domain_shift_matrix(metrics: pd.DataFrame, task: str, head: str, value: str = "macro_f1") -> pd.DataFrame:
+    """Training set (rows) x BESSTIE test slice `variety source` (columns) of one task and head."""
+    rows = _rows(metrics, "domain_shift", task=task, head=head)
+    rows = rows.assign(test=rows["test_variety"] + " " + rows["source"])
+    return rows.pivot_table(index="train_variety", columns="test", values=value, aggfunc="mean")
 
 
 def _cell_text(matrix: pd.DataFrame, seeded: pd.DataFrame | None) -> list[list[str]]:
@@ -82,8 +98,9 @@ def cross_variety_heatmap(metrics: pd.DataFrame, task: str, source: str, head: s
 
 def cross_variety_grid(metrics: pd.DataFrame, heads: list[str] | None = None) -> go.Figure:
     """All cross-variety matrices at once: tasks down, heads across, one colour scale (0 to 1)."""
-    heads = heads or list(dict.fromkeys(_rows(metrics, "cross_variety")["head"]))
-    tasks = [(t, s) for t, s in CROSS_VARIETY_TASKS if len(_rows(metrics, "cross_variety", task=t, source=s))]
+    rows = _rows(metrics, "cross_variety")
+    heads = heads or list(dict.fromkeys(rows["head"]))
+    tasks = _task_sources(rows)
     fig = make_subplots(
         rows=len(tasks),
         cols=len(heads),
@@ -121,12 +138,13 @@ def cross_variety_grid(metrics: pd.DataFrame, heads: list[str] | None = None) ->
     return fig
 
 
-def head_comparison_figure(metrics: pd.DataFrame) -> go.Figure:
-    """In-variety macro-F1 of every head per task, source and variety (bars), with the BESSTIE paper's
-    BERT-Large (fine-tuned, much larger) as black diamonds, and the mean off-diagonal (cross-variety) macro-F1
-    per head as a dashed line per panel."""
+def head_comparison_figure(
+    metrics: pd.DataFrame, paper: PaperScores | None = None, paper_label: str = "paper BERT-Large"
+) -> go.Figure:
+    """In-variety macro-F1 of every head per task, source and variety (bars), with the paper's scores
+    (`paper[task][source][variety]`, e.g. the study's `PAPER["bert_large_macro_f1"]`) as black diamonds."""
     rows = _rows(metrics, "cross_variety")
-    tasks = [(t, s) for t, s in CROSS_VARIETY_TASKS if len(rows[(rows["task"] == t) & (rows["source"] == s)])]
+    tasks = _task_sources(rows)
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=[f"{t} · {s}" for t, s in tasks], shared_yaxes=True)
     heads = list(dict.fromkeys(rows["head"]))
     colours = dict(zip(heads, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")))
@@ -146,13 +164,15 @@ def head_comparison_figure(metrics: pd.DataFrame) -> go.Figure:
                 col=c,
                 hovertemplate=f"{head} %{{x}}: %{{y:.3f}}<extra>in-variety</extra>",
             )
-        paper = PAPER_BERT_LARGE.get((task, source), {})
+        reference = (paper or {}).get(task, {}).get(source, {})
+        if not reference:
+            continue
         fig.add_scatter(
-            x=list(paper),
-            y=list(paper.values()),
+            x=list(reference),
+            y=list(reference.values()),
             mode="markers",
             marker=dict(symbol="diamond", size=11, color="black"),
-            name="paper BERT-Large",
+            name=paper_label,
             legendgroup="paper",
             showlegend=c == 1,
             row=1,
@@ -160,24 +180,13 @@ def head_comparison_figure(metrics: pd.DataFrame) -> go.Figure:
         )
     fig.update_layout(
         barmode="group",
-        title="In-variety macro-F1 per head (bars) vs the BESSTIE paper's BERT-Large (diamonds)",
+        title="In-variety macro-F1 per head (bars)" + (f" vs {paper_label} (diamonds)" if paper else ""),
         yaxis_title="macro-F1",
         yaxis_range=[0, 1],
         height=420,
         width=1100,
     )
     return fig
-
-
-def generalisation_gap_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per task, source and head: mean in-variety macro-F1, mean cross-variety (off-diagonal) macro-F1, and the
-    drop between them."""
-    rows = _rows(metrics, "cross_variety")
-    table = rows.pivot_table(
-        index=["task", "source", "head"], columns="in_variety", values="macro_f1", aggfunc="mean"
-    ).rename(columns={True: "in-variety", False: "cross-variety"})
-    table["drop"] = table["in-variety"] - table["cross-variety"]
-    return table[["in-variety", "cross-variety", "drop"]]
 
 
 def domain_shift_heatmap(metrics: pd.DataFrame, task: str, heads: list[str] | None = None) -> go.Figure:
@@ -197,21 +206,23 @@ def domain_shift_heatmap(metrics: pd.DataFrame, task: str, heads: list[str] | No
     return fig
 
 
-def timing_figure(metrics: pd.DataFrame) -> go.Figure:
-    """Seconds per training batch per head (bars per mode, log scale) with the paper's Table I (T4 GPU, BERT-base)
-    as diamonds; the modes measured on this machine differ from the paper's hardware, so compare the ratios."""
+def timing_figure(metrics: pd.DataFrame, paper: Mapping[str, float] | None = None) -> go.Figure:
+    """Seconds per training batch per head (bars per mode, log scale) with the paper's seconds per head (the study's
+    `PAPER["seconds_per_batch"]`: Table I, T4 GPU, BERT-base) as diamonds; the modes measured on this machine differ
+    from the paper's hardware, so compare the ratios."""
     rows = _rows(metrics, "timing")
     fig = go.Figure()
     for mode, part in rows.groupby("mode", sort=False):
         mean = part.groupby("head", sort=False)["seconds_per_batch"].mean()
         fig.add_bar(x=list(mean.index), y=mean.to_numpy(), name=f"this run: {mode}")
-    fig.add_scatter(
-        x=list(PAPER_SECONDS_PER_BATCH),
-        y=list(PAPER_SECONDS_PER_BATCH.values()),
-        mode="markers",
-        marker=dict(symbol="diamond", size=11, color="black"),
-        name="paper (T4 GPU, BERT-base)",
-    )
+    if paper:
+        fig.add_scatter(
+            x=list(paper),
+            y=list(paper.values()),
+            mode="markers",
+            marker=dict(symbol="diamond", size=11, color="black"),
+            name="paper (T4 GPU, BERT-base)",
+        )
     fig.update_layout(
         barmode="group",
         yaxis_type="log",
@@ -231,7 +242,7 @@ def heatmap_explorer(metrics: pd.DataFrame):
     from workbench.viz.widgets import show_in
 
     rows = _rows(metrics, "cross_variety")
-    slices = [f"{t} · {s}" for t, s in CROSS_VARIETY_TASKS if len(rows[(rows["task"] == t) & (rows["source"] == s)])]
+    slices = [f"{t} · {s}" for t, s in _task_sources(rows)]
     wide = {"description_width": "initial"}
     task_source = widgets.Dropdown(options=slices, description="task · source", style=wide)
     head = widgets.Dropdown(options=list(dict.fromkeys(rows["head"])), description="head", style=wide)

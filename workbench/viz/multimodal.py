@@ -1,4 +1,5 @@
-"""Figures for the multimodal fusion study: attention weight per modality, and the train/test gap per model."""
+"""Figures for the multimodal fusion study: test accuracy per model, attention weight per modality, and the
+train/test gap per model."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from workbench.viz.figures import metric_bar_figure
 
 MODALITY_COLOURS = {"text": "#1f77b4", "audio": "#ff7f0e", "visual": "#2ca02c"}
 
@@ -21,6 +24,18 @@ def _scheme_mode_grid(frame: pd.DataFrame, vertical_spacing: float) -> tuple[go.
         vertical_spacing=vertical_spacing,
     )
     return fig, schemes, modes
+
+
+def test_accuracy_figure(test_rows: pd.DataFrame, scheme: str, majority: float | None = None) -> go.Figure:
+    """Test accuracy per model (mean ± std over seeds), one bar colour per mode, for one label scheme; the dotted
+    line is the majority-class accuracy, the floor any model must clear."""
+    rows = test_rows[test_rows["scheme"] == scheme]
+    fig = metric_bar_figure(
+        rows, x="model", metric="accuracy", color="mode", title=f"{scheme}: test accuracy (mean ± std over seeds)"
+    )
+    if majority is not None:
+        fig.add_hline(y=majority, line_dash="dot", annotation_text=f"majority {majority:.3f}")
+    return fig
 
 
 def modality_weight_figure(weights: pd.DataFrame, model: str = "attention") -> go.Figure:

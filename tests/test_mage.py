@@ -1,18 +1,18 @@
-"""MAGE: augmenters, VAE, attention weighting, leakage guard, runner, tweet cleaning, figures."""
+"""MAGE: augmenters (registry, VAE), attention weighting, leakage guard, the study (profiles, plan, runs, notes,
+tables), tweet cleaning, figures."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from workbench import augment
-from workbench.augment import (
-    MAGE_DEFAULTS,
+from workbench.methods.mage import (
     Autoencoder,
     DenoisingAutoencoder,
-    EmbeddedSplits,
     LeakageError,
     LinearNoise,
     MageClassifier,
@@ -21,22 +21,16 @@ from workbench.augment import (
     ViewAttention,
     assert_fitted_on,
     build_views,
+    evaluation_views,
     fit_augmenters,
-    gains_over_baseline,
-    plan_experiments,
-    run_language,
+    training_views,
     vae_loss,
 )
 from workbench.preprocess import CleaningConfig, clean_tweet, clean_tweets
-from workbench.profiles import resolve_parameters
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small models: one thread is much faster than two on a shared CPU (see augment.torch_threads)."""
-    with augment.torch_threads(1):
-        yield
-
+from workbench.profiles import ParameterError
+from workbench.registry import UnknownNameError, build, names
+from workbench.studies import mage as study
+from workbench.studies.mage import EmbeddedSplits, gains_over_baseline, plan_experiments, run_language
 
 FAST = dict(augmenter_epochs=2, augmenter_batch_size=32, augmenter_lr=1e-3)
 
@@ -50,11 +44,11 @@ def _blobs(n: int, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 
 def _params(**over) -> dict:
-    return resolve_parameters(MAGE_DEFAULTS, "smoke", **{**FAST, **over})
+    return study.PROFILES.resolve("smoke", **{**FAST, **over})
 
 
-def _fitted(name: str, train: np.ndarray):
-    return fit_augmenters([name], train, _params(), seed=0)[name]
+def _fitted(name: str, train: np.ndarray, **over):
+    return fit_augmenters(study.make_augmenters([name], _params(**over), seed=0), train)[name]
 
 
 # ---------------------------------------------------------------------------------------------------- VAE
@@ -117,6 +111,39 @@ def test_vae_samples_differ_between_draws_and_repeat_with_the_seed():
 # ---------------------------------------------------------------------------------------------------- augmenters
 
 
+def test_augmenters_are_registered_by_name():
+    assert names("augmenter")[:4] == ("linear", "ae", "dae", "vae")
+    assert isinstance(build("augmenter", "linear", low=0.0, high=0.2), LinearNoise)
+    dae = build("augmenter", "dae", bottleneck=8, noise_std=0.3)
+    assert isinstance(dae, DenoisingAutoencoder) and (dae.bottleneck, dae.noise_std) == (8, 0.3)
+    with pytest.raises(UnknownNameError, match="linear, ae, dae, vae"):
+        build("augmenter", "gan")
+
+
+def test_study_builds_augmenters_from_the_parameters():
+    params = _params(ae_bottleneck=7, dae_noise_std=0.2, vae_latent=9, vae_beta=0.5, noise_range=[-0.3, 0.1])
+    made = study.make_augmenters(["linear", "ae", "dae", "vae"], params, seed=5)
+    assert (made["linear"].low, made["linear"].high) == (-0.3, 0.1)
+    assert made["ae"].bottleneck == 7 and made["ae"].noise_std == 0
+    assert (made["dae"].bottleneck, made["dae"].noise_std) == (7, 0.2)
+    assert (made["vae"].latent, made["vae"].beta) == (9, 0.5)
+    training = made["vae"].training
+    assert (training.epochs, training.batch_size, training.lr, training.seed) == (2, 32, 1e-3, 5)
+
+
+def test_train_config_reads_each_stage_from_its_own_knobs():
+    params = _params(epochs=7, lr=0.01, batch_size=8, patience=4, monitor="macro_f1", weight_decay=0.05)
+    classifier = study.train_config(params, 3, stage="classifier")
+    assert (classifier.epochs, classifier.lr, classifier.batch_size, classifier.patience) == (7, 0.01, 8, 4)
+    assert classifier.monitor == "macro_f1" and classifier.weighted_loss and classifier.seed == 3
+    assert classifier.weight_decay == 0.05
+    augmenter = study.train_config(params, 3, stage="augmenter")
+    assert (augmenter.epochs, augmenter.lr, augmenter.batch_size) == (2, 1e-3, 32)
+    assert not augmenter.weighted_loss and augmenter.weight_decay == 0.05
+    with pytest.raises(ValueError, match="stage"):
+        study.train_config(params, 0, stage="probe")
+
+
 def test_linear_noise_stays_within_its_range():
     x = np.zeros((50, 8), np.float32)
     out = LinearNoise(0.1, 0.3).fit(x).sample(x, seed=0)
@@ -128,9 +155,8 @@ def test_linear_noise_stays_within_its_range():
 
 def test_autoencoders_reconstruct_and_dae_samples_vary():
     train, _ = _blobs(90, 16)
-    params = _params(augmenter_epochs=15, augmenter_lr=1e-2)
-    ae = augment.make_augmenter("ae", params, seed=0).fit(train)
-    dae = augment.make_augmenter("dae", params, seed=0).fit(train)
+    ae = _fitted("ae", train, augmenter_epochs=15, augmenter_lr=1e-2)
+    dae = _fitted("dae", train, augmenter_epochs=15, augmenter_lr=1e-2)
     assert isinstance(ae, Autoencoder) and isinstance(dae, DenoisingAutoencoder) and dae.noise_std > 0
     assert ae.net_.encoder[0].out_features == 32  # d → 32 → d
     baseline_error = ((train - train.mean(0)) ** 2).sum(1).mean()
@@ -139,10 +165,10 @@ def test_autoencoders_reconstruct_and_dae_samples_vary():
     assert not np.allclose(dae.sample(train[:4], seed=1), dae.sample(train[:4], seed=2))
 
 
-@pytest.mark.parametrize("name", augment.AUGMENTERS)
+@pytest.mark.parametrize("name", ["linear", "ae", "dae", "vae"])
 def test_every_augmenter_follows_the_sklearn_contract(name):
     train, _ = _blobs(30, 12)
-    augmenter = augment.make_augmenter(name, _params(), seed=0)
+    augmenter = study.make_augmenters([name], _params(), seed=0)[name]
     assert not [a for a in vars(augmenter) if a.endswith("_")]  # constructor stores parameters only
     with pytest.raises(RuntimeError, match="not fitted"):
         augmenter.transform(train)
@@ -200,6 +226,22 @@ def test_build_views_puts_the_original_first():
     np.testing.assert_array_equal(views[:, 0], train)
 
 
+def test_training_views_lida_copies_versus_attention_sets():
+    train, labels = _blobs(12, 6)
+    augmenters = [_fitted("linear", train), _fitted("vae", train)]
+    lida, lida_labels = training_views(train, labels, augmenters, attention=False, seed=1)
+    assert lida.shape == (36, 1, 6)  # originals + one labelled copy per augmenter
+    np.testing.assert_array_equal(lida_labels, np.tile(labels, 3))
+    np.testing.assert_array_equal(lida[:12, 0], train)
+    sets, set_labels = training_views(train, labels, augmenters, attention=True, seed=1)
+    assert sets.shape == (12, 3, 6)
+    np.testing.assert_array_equal(set_labels, labels)
+    np.testing.assert_array_equal(sets[:, 1], lida[12:24, 0])  # the same draws, arranged as one set per example
+    assert evaluation_views(train, augmenters, attention=False).shape == (12, 1, 6)
+    test_views = evaluation_views(train, augmenters, attention=True)
+    np.testing.assert_allclose(test_views[:, 1], train, rtol=1e-6)  # linear transform: mean of U[-0.1, 0.1] = 0
+
+
 # ---------------------------------------------------------------------------------------------------- leakage
 
 
@@ -241,8 +283,10 @@ def test_runner_fits_augmenters_on_training_rows_only(monkeypatch):
 
         monkeypatch.setattr(cls, "fit", spy)
     splits = _splits()
-    params = _params(configs=["none", "all"], head_sweep=[2], noise_sweep=[[-0.5, 0.5]], classifiers=["logreg"])
-    run_language(splits, params, seeds=[0], progress=False)
+    params = _params(
+        configs=["none", "all"], head_sweep=[2], noise_sweep=[[-0.5, 0.5]], classifiers=["logreg"], seeds=[0]
+    )
+    run_language(splits, params, progress=False)
     mean, std = splits.train.mean(0), splits.train.std(0)
     train = (splits.train - mean) / std
     evaluation = np.concatenate([(splits.dev - mean) / std, (splits.test - mean) / std])
@@ -254,46 +298,49 @@ def test_runner_fits_augmenters_on_training_rows_only(monkeypatch):
 
 
 def test_runner_fails_if_evaluation_rows_reach_an_augmenter(monkeypatch):
-    """Mutation check: a runner that fitted augmenters on train + test must be stopped by the guard."""
-    splits = _splits()
-    real_make = augment.make_augmenter
+    """Mutation check: a run whose augmenters were fitted on train + other rows must be stopped by the guard."""
+    real_make = study.make_augmenters
 
     class LeakyLinear(LinearNoise):
         def fit(self, embeddings):
             return super().fit(np.concatenate([embeddings, embeddings[:3] + 1]))
 
-    def leaky_make(name, params, seed):
-        return LeakyLinear() if name == "linear" else real_make(name, params, seed)
+    def leaky_make(augmenters, params, seed):
+        made = real_make(augmenters, params, seed)
+        return {name: LeakyLinear() if name == "linear" else a for name, a in made.items()}
 
-    monkeypatch.setattr(augment, "make_augmenter", leaky_make)
-    params = _params(configs=["linear"], head_sweep=[], noise_sweep=[], classifiers=["logreg"])
+    monkeypatch.setattr(study, "make_augmenters", leaky_make)
+    params = _params(configs=["linear"], head_sweep=[], noise_sweep=[], classifiers=["logreg"], seeds=[0])
     with pytest.raises(LeakageError):
-        run_language(splits, params, seeds=[0], progress=False)
+        run_language(_splits(), params, progress=False)
 
 
 # ---------------------------------------------------------------------------------------------------- runner
 
 
 def test_plan_covers_ablations_heads_and_noise():
-    plan = plan_experiments(resolve_parameters(MAGE_DEFAULTS, "quick"))
+    plan = plan_experiments(study.PROFILES.resolve("quick"))
     ablation = [e for e in plan if e.study == "ablation"]
     assert {(e.config, e.attention) for e in ablation} >= {
         (c, a) for c in ("linear", "ae", "dae", "vae", "all") for a in (False, True)
     } | {("none", False)}
     assert {e.heads for e in plan if e.study == "heads"} == {2, 8}
     assert {e.noise_range for e in plan if e.study == "noise"} >= {(-0.05, 0.05), (-0.5, 0.5)}
+    assert (-0.1, 0.1) not in {e.noise_range for e in plan if e.study == "noise"}  # already in the ablation
     assert {e.classifier for e in plan} == {"logreg", "lstm"}
 
 
 def test_run_language_rows_are_complete_and_repeatable():
     splits = _splits()
-    params = _params(configs=["none", "mage"], head_sweep=[2], noise_sweep=[], classifiers=["logreg", "lstm"])
-    first = run_language(splits, params, seeds=[0, 1], progress=False)
-    again = run_language(splits, params, seeds=[0, 1], progress=False)
+    params = _params(
+        configs=["none", "mage"], head_sweep=[2], noise_sweep=[], classifiers=["logreg", "lstm"], seeds=[0, 1]
+    )
+    first = run_language(splits, params, progress=False)
+    again = run_language(splits, params, progress=False)
     frame = pd.DataFrame(first.rows)
-    required = {"language", "config", "classifier", "attention", "heads", "seed", *augment.METRICS}
+    required = {"language", "config", "classifier", "attention", "heads", "seed", *study.METRICS}
     assert required <= set(frame.columns)
-    assert frame[list(augment.METRICS)].notna().all().all()
+    assert frame[list(study.METRICS)].notna().all().all()
     assert set(frame["config"]) == {"none", "mage", "tfidf"}
     assert len(frame) == 2 * (2 + 2 * 2 + 2) + 1  # seeds × (none, mage ± attention, mage 2 heads) + tfidf once
     pd.testing.assert_frame_equal(
@@ -303,23 +350,155 @@ def test_run_language_rows_are_complete_and_repeatable():
     assert weights.shape == (15, params["heads"], 4)  # test rows, heads, {original, linear, ae, vae}
     np.testing.assert_allclose(weights.sum(-1), 1, rtol=1e-5)
     assert set(first.projection) == {"original", "linear", "ae", "vae"}
+    assert len(first.projection_labels) == len(first.projection["original"]) == params["projection_points"]
     gains = gains_over_baseline(frame)
-    assert {"gain_points", "spread_points", "beyond_spread"} <= set(gains.columns)
+    assert {"gain_points", "spread_points", "verdict"} <= set(gains.columns)
 
 
 def test_classifiers_learn_separable_data():
     splits = _splits(n_train=90, n_eval=30)
-    params = _params(configs=["none"], head_sweep=[], noise_sweep=[], epochs=15, lr=1e-2)
-    frame = pd.DataFrame(run_language(splits, params, seeds=[0], progress=False).rows)
+    params = _params(configs=["none"], head_sweep=[], noise_sweep=[], epochs=15, lr=1e-2, seeds=[0])
+    frame = pd.DataFrame(run_language(splits, params, progress=False).rows)
     assert frame[frame["config"] != "tfidf"]["accuracy"].min() > 0.8
 
 
-def test_profiles_resolve_and_reject_unknown_knobs():
-    quick = resolve_parameters(MAGE_DEFAULTS, "quick", languages=["hau"])
+def test_tfidf_baseline_reads_the_label_words():
+    train = [f"{w} filler{i % 4}" for i, w in enumerate(["bad", "so so", "good"] * 10)]
+    test = ["good filler1", "bad filler2", "so so filler3"]
+    metrics = study.tfidf_baseline(train, [0, 1, 2] * 10, test, [2, 0, 1])
+    assert metrics["accuracy"] == 1.0 and metrics["weighted_f1"] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------------- profiles, notes
+
+
+def test_profiles_resolve_decode_and_reject_bad_knobs():
+    quick = study.PROFILES.resolve("quick", languages='["hau"]')  # a string from `-p` is YAML
     assert quick["languages"] == ["hau"] and quick["encoder"] == "minilm" and len(quick["seeds"]) >= 3
-    assert resolve_parameters(MAGE_DEFAULTS, "paper")["encoder"] == "castorini/afriberta_large"
-    with pytest.raises(ValueError, match="unknown parameter"):
-        resolve_parameters(MAGE_DEFAULTS, "quick", not_a_knob=1)
+    assert study.PROFILES.resolve("paper")["encoder"] == "castorini/afriberta_large"
+    assert study.PROFILES.resolve("smoke")["max_rows_per_split"] == 30
+    assert study.PROFILES.resolve("quick")["max_rows_per_split"] is None
+    with pytest.raises(ParameterError, match="did you mean 'heads'"):
+        study.PROFILES.resolve("quick", head=2)
+    with pytest.raises(ParameterError, match="'gan' is not allowed"):
+        study.PROFILES.resolve("quick", configs=["none", "gan"])
+    with pytest.raises(ParameterError, match="'xyz' is not allowed"):
+        study.PROFILES.resolve("quick", languages=["xyz"])
+    with pytest.raises(ParameterError, match="below the minimum"):
+        study.PROFILES.resolve("quick", heads=0)
+    with pytest.raises(ParameterError, match="unknown switch 'hashtags'"):
+        study.cleaning_config(study.PROFILES.resolve("quick", cleaning={"hashtags": True}))
+
+
+def test_notes_follow_the_parameters():
+    quick, paper = study.PROFILES.resolve("quick"), study.PROFILES.resolve("paper")
+    quick_notes, paper_notes = " ".join(study.notes(quick)), " ".join(study.notes(paper))
+    assert quick_notes != paper_notes
+    assert "encoder 'minilm' instead of 'castorini/afriberta_large'" in quick_notes
+    assert "epochs 15 (paper profile: 100)" in quick_notes
+    assert "Differences from the paper" not in paper_notes and "instead of" not in paper_notes
+    assert "3 head(s)" in " ".join(study.notes(study.PROFILES.resolve("paper", heads=3)))
+    assert "TF-IDF" in quick_notes
+    assert "TF-IDF" not in " ".join(study.notes(study.PROFILES.resolve("quick", tfidf_baseline=False)))
+    assert "LiDA" not in " ".join(study.notes(study.PROFILES.resolve("quick", configs=["none"])))
+    assert "no seed spread" in " ".join(study.notes(study.PROFILES.resolve("quick", seeds=[0])))
+    smoke_notes = " ".join(study.notes(study.PROFILES.resolve("smoke")))
+    assert "randomly initialised" in smoke_notes and "capped at 30" in smoke_notes
+    assert "randomly initialised" not in quick_notes and "capped" not in quick_notes
+    assert "tweet cleaning: urls" in " ".join(
+        study.notes(
+            study.PROFILES.resolve(
+                "quick", cleaning={"lowercase": False, "punctuation": False, "mentions": False, "emojis": False}
+            )
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- summaries
+
+
+def _rows() -> pd.DataFrame:
+    """Two seeds: `linear` with attention gains 20 points over `none` (spread 2 × 7.07), `ae` gains nothing."""
+    out = []
+    for seed, (none, linear, linear_attention, ae) in enumerate([(0.5, 0.6, 0.7, 0.5), (0.6, 0.7, 0.8, 0.6)]):
+        for config, attention, accuracy in [
+            ("none", False, none),
+            ("linear", False, linear),
+            ("linear", True, linear_attention),
+            ("ae", False, ae),
+            ("ae", True, ae),
+        ]:
+            out.append(
+                {
+                    "language": "kin",
+                    "seed": seed,
+                    "study": "ablation",
+                    "config": config,
+                    "classifier": "logreg",
+                    "attention": attention,
+                    "heads": 4 if attention else 0,
+                    "noise_low": None,
+                    "noise_high": None,
+                    "accuracy": accuracy,
+                    "weighted_f1": accuracy,
+                }
+            )
+    out.append({**out[0], "study": "baseline", "config": "tfidf", "classifier": "tfidf_logreg", "accuracy": 0.4})
+    return pd.DataFrame(out)
+
+
+def test_gains_attention_effect_and_headline_judge_by_the_seed_spread():
+    rows = _rows()
+    gains = gains_over_baseline(rows).set_index(["config", "attention"])
+    assert gains.loc[("linear", True), "gain_points"] == pytest.approx(20.0)
+    assert gains.loc[("linear", True), "spread_points"] == pytest.approx(2 * 100 * np.std([0.7, 0.8], ddof=1))
+    assert gains.loc[("linear", True), "verdict"] == "better"
+    assert gains.loc[("linear", False), "verdict"] == "within spread"  # 10 points < 14.1
+    assert gains.loc[("ae", False), "gain_points"] == pytest.approx(0.0)
+    effect = study.attention_effect(rows).set_index("config")
+    assert effect.loc["linear", "effect_points"] == pytest.approx(10.0)
+    assert effect.loc["linear", "with_attention"] == pytest.approx(75.0)
+    headline = study.headline(rows)
+    assert headline["best_gain_setting"] == "kin/logreg/linear+attention(4)"
+    assert headline["best_gain_points"] == pytest.approx(20.0) and headline["best_gain_beyond_spread"]
+    assert headline["gains_beyond_spread"] == 1 and headline["settings_compared"] == 4
+    assert headline["baseline_accuracy"] == pytest.approx(0.55) and headline["tfidf_accuracy"] == pytest.approx(0.4)
+
+
+def test_paper_comparison_puts_every_paper_number_beside_ours():
+    result = study.MageResult(
+        study="mage",
+        params=study.PROFILES.resolve("smoke"),
+        metrics=_rows(),
+        data=[{"name": f"afrisenti/kin/{s}", "rows_in_file": n} for s, n in [("train", 10), ("dev", 5), ("test", 5)]],
+    )
+    table = study.paper_comparison(result)
+    assert list(table.index) == list(study.PAPER)
+    assert table.loc["kin tweets (train+dev+test)", "ours"] == 20
+    assert np.isnan(table.loc["tso tweets (train+dev+test)", "ours"])
+    assert table.loc["best gain, accuracy points", "ours"] == pytest.approx(20.0)
+    assert table.loc["baseline accuracy", "ours"] == pytest.approx(0.55)
+
+
+def test_load_and_run_on_fixture_data(fixture_data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    params = _params(
+        max_rows_per_split=24, configs=["none", "mage"], head_sweep=[], noise_sweep=[], seeds=[0], projection_points=6
+    )
+    data = study.load(params)
+    described = {d["name"]: d for d in data.descriptions}
+    assert described["afrisenti/kin/train"]["rows_in_file"] == 42
+    assert described["afrisenti/kin/test"]["rows"] == 24
+    assert described["afrisenti/kin/test"]["dropped"]["subsampled away"] == 16
+    splits = data.splits["kin"]
+    assert len(splits.test) == 24 and splits.train.shape[1] == splits.test.shape[1]
+    assert not any("@user" in t or "URL" in t for t in splits.train_texts)  # cleaned
+    result = study.run(params, data=data, progress=False)
+    assert set(result.metrics["config"]) == {"none", "mage", "tfidf"}
+    assert set(study.tables(result)) == {"data", "ablation", "gains", "attention_effect", "heads", "noise", "paper"}
+    assert result.notes == study.notes(params) and result.headline["settings_compared"] == 4
+    saved = json.loads(result.save(tmp_path).read_text())
+    assert saved["study"] == "mage" and saved["profile"] == "smoke" and len(saved["metrics"]) == len(result.metrics)
 
 
 # ---------------------------------------------------------------------------------------------------- cleaning

@@ -1,16 +1,19 @@
-"""Text classifiers trained from scratch on shared WordPiece ids, built by name from one registry.
+"""Text classifiers trained from scratch on shared WordPiece ids, built by name (`text_model` in the registry).
 
 Every model takes `(input_ids, attention_mask)` and returns logits, so one training / evaluation path
 (`train_text_model`) serves the baselines (BiLSTM, TextCNN, plain transformer) and the multi-level models of
-`workbench.multilevel`. Reviews are tokenized once with the offline default tokenizer (MiniLM's uncased WordPiece)
-and the ids are cached on disk per (tokenizer, max_length, texts), since tokenizing 50k reviews is not free.
+`workbench.methods.multilevel`: `workbench.registry.build("text_model", name, vocab_size, num_classes, **sizes)`.
+Reviews are tokenized with the offline default tokenizer (MiniLM's uncased WordPiece) and the ids are cached on
+disk per (tokenizer, max_length, texts), since tokenizing tens of thousands of reviews is not free.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,13 +23,15 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.data import TensorDataset
 
 from workbench.encoders import cache_dir
-from workbench.multilevel import (
+from workbench.methods.multilevel import (
     MultiLevelClassifier,
     MultiLevelConfig,
     contrastive_objective,
     count_parameters,
     measure_flops,
 )
+from workbench.methods.probe import decision_logits, sklearn_probe
+from workbench.registry import build, register
 from workbench.training import History, TrainConfig, classification_metrics, fit, predict
 
 
@@ -63,12 +68,16 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, cache: bool
     else:
         encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length")["input_ids"]
         ids = np.asarray(encoded, dtype=np.int64).reshape(len(texts), max_length)
-        if cache:
+        if cache:  # unique temporary file, then an atomic rename: parallel runs never see a half-written cache
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".partial")
-            with open(tmp, "wb") as handle:
-                np.savez(handle, ids=ids.astype(np.int32))
-            tmp.replace(path)
+            handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=".partial")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    np.savez(out, ids=ids.astype(np.int32))
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
     return TokenIds(ids=ids, mask=ids != tokenizer.pad_token_id)
 
 
@@ -138,38 +147,45 @@ class TextCNNClassifier(nn.Module):
         return self.classifier(self.dropout(torch.cat(pooled, dim=-1)))
 
 
-def _transformer(multi_level: bool, lightweight: bool) -> Callable[..., nn.Module]:
-    def build(vocab_size: int, num_classes: int = 2, **kwargs) -> nn.Module:
-        config = MultiLevelConfig(
-            vocab_size=vocab_size, num_classes=num_classes, multi_level=multi_level, lightweight=lightweight, **kwargs
-        )
-        return MultiLevelClassifier(config)
-
-    return build
+def _transformer(vocab_size: int, num_classes: int, multi_level: bool, lightweight: bool, **sizes) -> nn.Module:
+    config = MultiLevelConfig(
+        vocab_size=vocab_size, num_classes=num_classes, multi_level=multi_level, lightweight=lightweight, **sizes
+    )
+    return MultiLevelClassifier(config)
 
 
-def _sized(cls: type[nn.Module]) -> Callable[..., nn.Module]:
-    """Baselines take the transformer's size knobs: embedding width = d_model, hidden / filters = d_model."""
-
-    def build(vocab_size: int, num_classes: int = 2, d_model: int = 64, dropout: float = 0.1, **_) -> nn.Module:
-        if cls is BiLSTMClassifier:
-            return cls(vocab_size, num_classes, embed_dim=d_model, hidden=d_model, dropout=dropout)
-        return cls(vocab_size, num_classes, embed_dim=d_model, filters=d_model, dropout=dropout)
-
-    return build
+@register("text_model", "bilstm")
+def bilstm(vocab_size: int, num_classes: int = 2, d_model: int = 64, dropout: float = 0.1, **_) -> nn.Module:
+    """BiLSTM baseline: embedding width and hidden size = `d_model` (the transformer's other knobs are ignored)."""
+    return BiLSTMClassifier(vocab_size, num_classes, embed_dim=d_model, hidden=d_model, dropout=dropout)
 
 
-TEXT_MODELS: dict[str, Callable[..., nn.Module]] = {
-    "bilstm": _sized(BiLSTMClassifier),
-    "textcnn": _sized(TextCNNClassifier),
-    "transformer": _transformer(multi_level=False, lightweight=False),
-    "multilevel": _transformer(multi_level=True, lightweight=False),
-    "multilevel_lightweight": _transformer(multi_level=True, lightweight=True),
-}
+@register("text_model", "textcnn")
+def textcnn(vocab_size: int, num_classes: int = 2, d_model: int = 64, dropout: float = 0.1, **_) -> nn.Module:
+    """TextCNN baseline: embedding width and filters per width = `d_model` (other knobs are ignored)."""
+    return TextCNNClassifier(vocab_size, num_classes, embed_dim=d_model, filters=d_model, dropout=dropout)
+
+
+@register("text_model", "transformer")
+def transformer(vocab_size: int, num_classes: int = 2, **sizes) -> nn.Module:
+    """Plain transformer: global attention only, full feed-forward (`MultiLevelConfig` knobs pass through)."""
+    return _transformer(vocab_size, num_classes, multi_level=False, lightweight=False, **sizes)
+
+
+@register("text_model", "multilevel")
+def multilevel(vocab_size: int, num_classes: int = 2, **sizes) -> nn.Module:
+    """Global + local attention fused by a gate, full feed-forward."""
+    return _transformer(vocab_size, num_classes, multi_level=True, lightweight=False, **sizes)
+
+
+@register("text_model", "multilevel_lightweight")
+def multilevel_lightweight(vocab_size: int, num_classes: int = 2, **sizes) -> nn.Module:
+    """Global + local attention and the lightweight (bottleneck) feed-forward: the proposed model."""
+    return _transformer(vocab_size, num_classes, multi_level=True, lightweight=True, **sizes)
 
 
 class EncoderClassifier(nn.Module):
-    """A pretrained encoder (e.g. BERT) with a linear head on the [CLS] state, for full fine-tuning (`paper`)."""
+    """A pretrained encoder (e.g. BERT) with a linear head on the [CLS] state, for full fine-tuning."""
 
     def __init__(self, encoder_model: nn.Module, num_classes: int = 2, dropout: float = 0.1):
         super().__init__()
@@ -180,13 +196,6 @@ class EncoderClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask.long()).last_hidden_state
         return self.classifier(self.dropout(states[:, 0]))
-
-
-def build_text_model(name: str, vocab_size: int, num_classes: int = 2, **kwargs) -> nn.Module:
-    """Construct a registered model; transformer knobs (d_model, num_layers, window, ...) pass through."""
-    if name not in TEXT_MODELS:
-        raise KeyError(f"unknown text model {name!r}; registered: {sorted(TEXT_MODELS)}")
-    return TEXT_MODELS[name](vocab_size, num_classes, **kwargs)
 
 
 @dataclass
@@ -214,20 +223,6 @@ def recurrent_flops(model: nn.Module, length: int) -> int:
     return total
 
 
-def linear_probe(
-    train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, c: float = 1.0, max_iter=2000
-) -> np.ndarray:
-    """Frozen-feature baseline: standardised features -> logistic regression (lbfgs, deterministic); test logits."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
-    probe.fit(train_features, train_labels)
-    scores = probe.decision_function(test_features)
-    return np.stack([-scores, scores], axis=1) / 2 if scores.ndim == 1 else scores
-
-
 def train_text_model(
     name: str,
     architecture: str | nn.Module,
@@ -241,7 +236,8 @@ def train_text_model(
     temperature: float = 0.1,
     model_kwargs: dict | None = None,
 ) -> TextRun:
-    """Build `architecture` (a registry name, or an already built model), fit it on `train` (early stopping on `dev`), then measure it on the whole `test` set.
+    """Build `architecture` (a `text_model` registry name, or an already built model), fit it on `train` (early
+    stopping on `dev`), then measure it on the whole `test` set.
 
     Costs come from the same run: parameters, forward FLOPs per review at the training length, mean seconds per
     training epoch, and inference throughput (reviews/s) over the test set.
@@ -250,7 +246,7 @@ def train_text_model(
     if isinstance(architecture, nn.Module):
         model = architecture
     else:
-        model = build_text_model(architecture, vocab_size, **(model_kwargs or {}))
+        model = build("text_model", architecture, vocab_size, **(model_kwargs or {}))
     is_transformer = isinstance(model, MultiLevelClassifier)
     if contrastive_weight and not is_transformer:
         raise ValueError(f"the contrastive loss needs a model with pooled features; {architecture!r} has none")
@@ -284,7 +280,8 @@ def frozen_encoder_baseline(
     max_length: int,
     timings=None,
 ) -> dict[str, object]:
-    """The `quick` BERT row: a frozen encoder's mean-pooled embeddings (cached) feed `linear_probe`.
+    """The frozen BERT row: an encoder's mean-pooled embeddings (cached) feed a standardised logistic regression
+    (`workbench.methods.probe.sklearn_probe`, lbfgs, C=1: convex and deterministic).
 
     Returns one metric row with the same cost columns as `train_text_model`: encoding throughput is measured on
     the first 256 test texts with the cache off, and a "training epoch" is encoding the training texts plus the
@@ -306,7 +303,8 @@ def frozen_encoder_baseline(
         test_features = embed_texts(list(test_texts), encoder, max_length=max_length)
     with step("BERT probe fit"):
         start = time.perf_counter()
-        logits = linear_probe(train_features, np.asarray(train_labels), test_features)
+        probe = sklearn_probe(train_features, np.asarray(train_labels), kind="logreg", standardise=True)
+        logits = decision_logits(probe, test_features)
         probe_seconds = time.perf_counter() - start
     metrics = classification_metrics(np.asarray(test_labels), logits.argmax(1), labels=[0, 1])
     return {
@@ -326,37 +324,30 @@ def frozen_encoder_baseline(
 
 def fine_tuned_encoder_baseline(
     encoder_name: str,
-    texts: Sequence[str],
-    labels: Sequence[int],
-    train_index: Sequence[int],
-    dev_index: Sequence[int],
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    dev_texts: Sequence[str],
+    dev_labels: Sequence[int],
     test_texts: Sequence[str],
     test_labels: Sequence[int],
     seeds: Sequence[int],
     max_length: int,
     batch_size: int,
 ) -> list[dict[str, object]]:
-    """The `paper` BERT rows: a pretrained encoder fine-tuned end to end with a [CLS] head (AdamW lr 2e-5, up to
+    """The fine-tuned BERT rows: a pretrained encoder fine-tuned end to end with a [CLS] head (AdamW lr 2e-5, up to
     3 epochs, early stopping on dev accuracy), one row per seed. Hub encoders need internet."""
     from workbench.encoders import load_encoder
     from workbench.runtime import set_seed
 
     tokenizer = load_encoder(encoder_name).tokenizer
-    ids = tokenize_texts(list(texts), tokenizer, max_length)
+    train = tokenize_texts(list(train_texts), tokenizer, max_length).dataset(train_labels)
+    dev = tokenize_texts(list(dev_texts), tokenizer, max_length).dataset(dev_labels)
     test = tokenize_texts(list(test_texts), tokenizer, max_length).dataset(test_labels)
     rows = []
     for seed in seeds:
         set_seed(seed)
         model = EncoderClassifier(load_encoder(encoder_name).model.train())
         config = TrainConfig(epochs=3, lr=2e-5, batch_size=batch_size, seed=seed, monitor="accuracy", progress=False)
-        run = train_text_model(
-            "BERT (fine-tuned)",
-            model,
-            ids.dataset(labels, train_index),
-            ids.dataset(labels, dev_index),
-            test,
-            config,
-            vocab_size=tokenizer.vocab_size,
-        )
+        run = train_text_model("BERT (fine-tuned)", model, train, dev, test, config, vocab_size=tokenizer.vocab_size)
         rows.append({"model": "BERT", "architecture": encoder_name, "seed": seed, **run.metrics, **run.cost})
     return rows

@@ -9,17 +9,16 @@ from the student's to the teacher's attention space. Only the student and P lear
 
 KL direction: the issue writes KL(softmax(z_s/T) || softmax(z_t/T)); the usual implementations (Hinton et al.,
 DistilBERT, TextBrewer) compute `kl_div(log_softmax(z_s/T), softmax(z_t/T))`, which is KL(p_t || p_s) = the
-cross-entropy to the teacher's soft targets minus a constant. `kd` in `LOSSES` is that usual direction;
+cross-entropy to the teacher's soft targets minus a constant. The loss registered as `kd` is that usual direction;
 `kd_reverse` is the literal reading (mode-seeking), available as `DistillConfig(kd="kd_reverse")`.
 
-Two stages, as the paper: (1) task-agnostic distillation on unlabelled tweets of every AfriSenti language (labels
-dropped); the KD term there uses the teacher's sentiment-head logits on those tweets (the teacher is one
-multilingual model, so its logits exist for every tweet); (2) per-language fine-tuning on labelled AfriSenti, with
+Two stages (`run_distillation`): (1) task-agnostic distillation on unlabelled text (`TeacherTargets` of a corpus;
+the KD term uses the teacher's sentiment-head logits on it), (2) per-language fine-tuning on labelled rows, with
 weighted cross-entropy plus the same distillation loss (`stage2="ce+distill"`) or cross-entropy alone (`"ce"`).
 
-Projection variants (`PROJECTIONS`): `faithful` is the paper's dense (L^2 x L^2) linear map (268M parameters at
-L=128, so only for short sequences); `identity` is valid because student and teacher share the tokenizer, so both
-maps are L x L over the same tokens; `low_rank` is identity plus a rank-r correction (2 L^2 r parameters). The
+Projections (registry kind `projection`): `faithful` is the paper's dense (L^2 x L^2) linear map (268M parameters
+at L=128, so only for short sequences); `identity` is valid because student and teacher share the tokenizer, so
+both maps are L x L over the same tokens; `low_rank` is identity plus a rank-r correction (2 L^2 r parameters). The
 learnable variants start at the identity, so all three give the same signal at step 0.
 
 Student initialisation (`init`): `pca` (default when the hidden sizes differ) sets the word, position and type
@@ -27,14 +26,21 @@ embeddings to the teacher's, projected on the top principal components of the te
 linear map for all three, so their sum is projected consistently); `teacher` (same hidden size) copies the
 embeddings and evenly spaced teacher layers (DistilBERT-style); `random` keeps the config's initialisation.
 Transformer layers of a narrower student are random.
+
+Models are saved with their tokenizer (`save_model`, `load_classifier`), and `efficiency` measures size, CPU speed
+and peak memory of saved model folders, timed in one process.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,109 +59,15 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from workbench.data import AFRISENTI_LABELS, afrisenti_languages, concat_frames, load_afrisenti, remove_overlap
 from workbench.encoders import OFFLINE_DEFAULT, TINY_CONFIG, EncoderUnavailable, minilm_path
+from workbench.registry import build, get, register
 from workbench.runtime import set_seed
 from workbench.training import TrainConfig, class_weights, classification_metrics, fit, predict
 
-STUDY = "comet"
-
-# ---------------------------------------------------------------------------------------------------------------
-# Profiles
-# ---------------------------------------------------------------------------------------------------------------
-
-_COMMON = dict(
-    temperatures=[1.0, 1.5, 2.0, 3.0, 4.0],
-    alphas=[0.3, 0.5, 0.7],
-    temperature=2.0,
-    alpha=0.5,
-    kd="kd",
-    attention_layer="final",
-    projection="identity",
-    projection_rank=16,
-    stage2="ce+distill",
-    student_init="auto",
-    batch_size=32,
-    teacher_freeze_embeddings=True,
-    torch_threads=1,  # a busy shared CPU runs small models far faster on one thread than on two
-    measure_memory=True,
-)
-
-DEFAULTS: dict[str, dict[str, object]] = {
-    "smoke": dict(
-        _COMMON,
-        teacher="tiny",
-        languages=None,  # every language with training rows in the data, up to `max_languages`
-        max_languages=3,
-        max_length=16,
-        student_layers=1,
-        student_hidden=16,
-        student_heads=2,
-        extra_student_sizes=[[1, 8, 2]],
-        train_rows=24,
-        dev_rows=12,
-        test_rows=16,
-        corpus_rows=16,
-        teacher_epochs=1,
-        teacher_lr=1e-3,
-        stage1_epochs=1,
-        stage1_lr=1e-3,
-        stage2_epochs=1,
-        stage2_lr=1e-3,
-        patience=1,
-        bench_rounds=2,
-        measure_memory=False,
-    ),
-    "quick": dict(
-        _COMMON,
-        teacher=OFFLINE_DEFAULT,
-        languages=["hau", "ibo", "kin", "pcm", "yor"],
-        max_languages=5,
-        max_length=32,
-        student_layers=2,
-        student_hidden=128,
-        student_heads=4,
-        extra_student_sizes=[[1, 64, 2]],
-        train_rows=600,
-        dev_rows=200,
-        test_rows=500,
-        corpus_rows=200,
-        teacher_epochs=2,
-        teacher_lr=1e-4,
-        stage1_epochs=1,
-        stage1_lr=1e-3,
-        stage2_epochs=3,
-        stage2_lr=5e-4,
-        patience=2,
-        bench_rounds=5,
-    ),
-    "paper": dict(
-        _COMMON,
-        teacher="Davlan/afro-xlmr-large",
-        languages=["amh", "arq", "ary", "hau", "ibo", "kin", "pcm", "por", "swa", "tso", "twi", "yor"],
-        max_languages=12,
-        max_length=128,
-        projection="faithful",
-        student_layers=6,
-        student_hidden=256,
-        student_heads=8,
-        extra_student_sizes=[],
-        train_rows=None,
-        dev_rows=None,
-        test_rows=None,
-        corpus_rows=None,
-        teacher_epochs=3,
-        teacher_lr=1e-5,
-        stage1_epochs=3,
-        stage1_lr=5e-4,
-        stage2_epochs=5,
-        stage2_lr=5e-5,
-        patience=2,
-        teacher_freeze_embeddings=False,
-        torch_threads=None,
-        bench_rounds=20,
-    ),
-}
+ATTENTION_LAYERS = ("final", "upper_middle")
+STAGE2_MODES = ("ce+distill", "ce")
+STUDENT_INITS = ("auto", "pca", "teacher", "random")
+KD_LOSSES = ("kd", "kd_reverse")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Distillation as data
@@ -191,6 +103,20 @@ class DistillConfig:
     stage2: str = "ce+distill"
     init: str = "auto"
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], not {self.alpha}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, not {self.temperature}")
+        for name, value, allowed in (
+            ("kd", self.kd, KD_LOSSES),
+            ("attention_layer", self.attention_layer, ATTENTION_LAYERS),
+            ("stage2", self.stage2, STAGE2_MODES),
+            ("init", self.init, STUDENT_INITS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+
     def row(self) -> dict[str, object]:
         """Flat description for a metric row."""
         out = {k: v for k, v in asdict(self).items() if k != "student"}
@@ -199,58 +125,12 @@ class DistillConfig:
         return out
 
 
-def base_config(params: Mapping[str, object]) -> DistillConfig:
-    """The default recipe of a profile (T=2, alpha=0.5, final layer, identity projection unless overridden)."""
-    spec = StudentSpec(int(params["student_layers"]), int(params["student_hidden"]), int(params["student_heads"]))
-    return DistillConfig(
-        name="hybrid",
-        student=spec,
-        temperature=float(params["temperature"]),
-        alpha=float(params["alpha"]),
-        kd=str(params["kd"]),
-        attention_layer=str(params["attention_layer"]),
-        projection=str(params["projection"]),
-        projection_rank=int(params["projection_rank"]),
-        stage2=str(params["stage2"]),
-        init=str(params["student_init"]),
-    )
-
-
-def sweep_configs(params: Mapping[str, object]) -> list[tuple[str, DistillConfig]]:
-    """(experiment, config) pairs: ablation, temperature, alpha, attention layer, projection and student size.
-
-    The default recipe appears once (experiment `ablation`, name `hybrid`) and is the reference point of every
-    other sweep, which changes one knob at a time.
-    """
-    base = base_config(params)
-    out = [
-        ("ablation", base),
-        ("ablation", replace(base, name="kd_only", alpha=1.0)),
-        ("ablation", replace(base, name="attention_only", alpha=0.0)),
-    ]
-    out += [("temperature", replace(base, name=f"T={t:g}", temperature=t)) for t in params["temperatures"]]
-    out += [("alpha", replace(base, name=f"alpha={a:g}", alpha=a)) for a in params["alphas"]]
-    other_layer = "upper_middle" if base.attention_layer == "final" else "final"
-    out.append(("attention_layer", replace(base, name=f"layer={other_layer}", attention_layer=other_layer)))
-    for kind in PROJECTIONS:
-        if kind != base.projection:
-            out.append(("projection", replace(base, name=f"projection={kind}", projection=kind)))
-    for layers, hidden, heads in params["extra_student_sizes"]:
-        spec = StudentSpec(int(layers), int(hidden), int(heads))
-        out.append(("student_size", replace(base, name=f"student={spec.label}", student=spec)))
-    unique: dict[DistillConfig, tuple[str, DistillConfig]] = {}
-    for experiment, config in out:  # the default T / alpha / projection would repeat the base recipe
-        key = replace(config, name="")
-        if key not in unique:
-            unique[key] = (experiment, config)
-    return list(unique.values())
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Losses (name -> function)
+# Losses (registry kind "loss")
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@register("loss", "kd")
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(p_t || p_s) * T^2 on temperature-softened logits, mean over the batch (the usual KD direction)."""
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
@@ -258,23 +138,17 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * temperature**2
 
 
+@register("loss", "kd_reverse")
 def kd_reverse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(p_s || p_t) * T^2: the literal reading of the issue's formula (mode-seeking)."""
     return kd_loss(teacher_logits, student_logits, temperature)
 
 
+@register("loss", "attention_mse")
 def attention_mse(projected: torch.Tensor, teacher_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the (query, key) pairs where both tokens are real (not padding)."""
     pairs = (mask[:, :, None] & mask[:, None, :]).to(projected.dtype)
     return ((projected - teacher_map) ** 2 * pairs).sum() / pairs.sum().clamp(min=1)
-
-
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "kd": kd_loss,
-    "kd_reverse": kd_reverse_loss,
-    "attention_mse": attention_mse,
-    "ce": F.cross_entropy,
-}
 
 
 def project_map(projection: nn.Module, student_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -297,27 +171,30 @@ def hybrid_loss(
     alpha: float = 0.5,
     kd: str = "kd",
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """alpha * KD + (1 - alpha) * attention MSE; a term with weight 0 is not computed. Returns (loss, parts)."""
+    """alpha * KD + (1 - alpha) * attention MSE; a term with weight 0 is not computed. Returns (loss, parts).
+
+    `kd` names a registered loss (`kd` or `kd_reverse`)."""
     total = student_logits.new_zeros(())
     parts: dict[str, float] = {}
     if alpha > 0:
-        kd_term = LOSSES[kd](student_logits, teacher_logits, temperature)
+        kd_term = get("loss", kd)(student_logits, teacher_logits, temperature)
         total = total + alpha * kd_term
         parts["kd"] = kd_term.item()
     if alpha < 1:
         if student_map is None or teacher_map is None:
             raise ValueError("alpha < 1 needs the student's and the teacher's attention maps")
-        att_term = LOSSES["attention_mse"](project_map(projection, student_map, mask), teacher_map, mask)
+        att_term = get("loss", "attention_mse")(project_map(projection, student_map, mask), teacher_map, mask)
         total = total + (1 - alpha) * att_term
         parts["attention"] = att_term.item()
     return total, parts
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Projections P: student attention space -> teacher attention space
+# Projections P: student attention space -> teacher attention space (registry kind "projection")
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@register("projection", "identity")
 class IdentityProjection(nn.Module):
     """P = I: valid when both maps are L x L over the same tokens (shared tokenizer); no parameters."""
 
@@ -325,10 +202,15 @@ class IdentityProjection(nn.Module):
         super().__init__()
         self.seq_len = seq_len
 
+    @staticmethod
+    def parameter_count(seq_len: int, rank: int = 0) -> int:
+        return 0
+
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         return flat
 
 
+@register("projection", "faithful")
 class FaithfulProjection(nn.Module):
     """The paper's dense linear map on the flattened map: (L^2)^2 + L^2 parameters, initialised at the identity."""
 
@@ -341,10 +223,16 @@ class FaithfulProjection(nn.Module):
             self.linear.weight.copy_(torch.eye(size))
             self.linear.bias.zero_()
 
+    @staticmethod
+    def parameter_count(seq_len: int, rank: int = 0) -> int:
+        size = seq_len * seq_len
+        return size * size + size
+
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         return self.linear(flat)
 
 
+@register("projection", "low_rank")
 class LowRankProjection(nn.Module):
     """x + U V x with rank r (2 L^2 r parameters); U starts at zero, so P starts at the identity."""
 
@@ -356,28 +244,25 @@ class LowRankProjection(nn.Module):
         self.up = nn.Linear(rank, size, bias=False)
         nn.init.zeros_(self.up.weight)
 
+    @staticmethod
+    def parameter_count(seq_len: int, rank: int = 16) -> int:
+        return 2 * seq_len * seq_len * rank
+
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         return flat + self.up(self.down(flat))
 
 
-PROJECTIONS: dict[str, type[nn.Module]] = {
-    "identity": IdentityProjection,
-    "faithful": FaithfulProjection,
-    "low_rank": LowRankProjection,
-}
-
-
-def make_projection(kind: str, seq_len: int, rank: int = 16) -> nn.Module:
-    """A projection by name (`identity`, `faithful`, `low_rank`) for L = `seq_len`."""
-    if kind not in PROJECTIONS:
-        raise ValueError(f"unknown projection {kind!r}; known: {sorted(PROJECTIONS)}")
-    return PROJECTIONS[kind](seq_len, rank)
-
-
 def projection_parameters(kind: str, seq_len: int, rank: int = 16) -> int:
-    """Parameter count of a projection variant, computed from its shape (no allocation: usable at L=128)."""
-    size = seq_len * seq_len
-    return {"identity": 0, "faithful": size * size + size, "low_rank": 2 * size * rank}[kind]
+    """Parameter count of a registered projection, computed from its shape (no allocation: usable at L=128)."""
+    return get("projection", kind).parameter_count(seq_len, rank)
+
+
+TRAINING_BYTES_PER_PARAMETER = 16  # fp32 weight + gradient + two AdamW moments
+
+
+def projection_memory_mib(kind: str, seq_len: int, rank: int = 16) -> float:
+    """Training memory of P's parameters (weights, gradients, AdamW moments), in MiB, from its shape."""
+    return projection_parameters(kind, seq_len, rank) * TRAINING_BYTES_PER_PARAMETER / 2**20
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -448,7 +333,7 @@ def build_student(teacher: PreTrainedModel, spec: StudentSpec, init: str = "auto
             raise ValueError("init='teacher' needs the teacher's hidden and feed-forward sizes")
         _init_from_teacher_layers(student, teacher)
     elif mode != "random":
-        raise ValueError(f"unknown student init {init!r}; known: auto, pca, teacher, random")
+        raise ValueError(f"unknown student init {init!r}; known: {', '.join(STUDENT_INITS)}")
     return student
 
 
@@ -522,8 +407,16 @@ class StudentWithProjection(nn.Module):
         return out.logits, out.attentions[self.attention_layer].mean(1)
 
 
+def student_with_projection(teacher: PreTrainedModel, config: DistillConfig, max_length: int, seed: int = 0):
+    """A fresh student for `config` (built from the teacher) with its projection for L = `max_length`."""
+    student = build_student(teacher, config.student, config.init, seed)
+    layer = attention_layer_index(config.student.num_layers, config.attention_layer)
+    projection = build("projection", config.projection, max_length, config.projection_rank)
+    return StudentWithProjection(student, projection, layer)
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Teacher targets (computed once: the teacher is frozen)
+# Inputs and teacher targets (computed once: the teacher is frozen)
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -533,6 +426,14 @@ def tokenize_fixed(
     """Token ids and mask padded to exactly `max_length` (the dense projection needs a fixed L)."""
     batch = tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+def labelled_dataset(tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, max_length: int) -> TensorDataset:
+    """(ids, mask, labels) of a frame with `text` and integer `label`, for evaluation and teacher fine-tuning."""
+    enc = tokenize_fixed(tokenizer, frame["text"].tolist(), max_length)
+    return TensorDataset(
+        enc["input_ids"], enc["attention_mask"], torch.tensor(frame["label"].to_numpy(), dtype=torch.long)
+    )
 
 
 @dataclass
@@ -575,7 +476,7 @@ def teacher_targets(
     teacher.eval()
     device = next(teacher.parameters()).device
     enc = tokenize_fixed(tokenizer, texts, max_length)
-    layers = {c: attention_layer_index(teacher.config.num_hidden_layers, c) for c in ("final", "upper_middle")}
+    layers = {c: attention_layer_index(teacher.config.num_hidden_layers, c) for c in ATTENTION_LAYERS}
     logits, maps = [], {c: [] for c in layers}
     for start in range(0, len(texts), batch_size):
         ids = enc["input_ids"][start : start + batch_size].to(device)
@@ -594,67 +495,6 @@ def teacher_targets(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class StudyData:
-    """Per-language labelled subsets and the unlabelled distillation corpus (train tweets of all languages)."""
-
-    languages: list[str]
-    train: dict[str, pd.DataFrame]
-    dev: dict[str, pd.DataFrame]
-    test: dict[str, pd.DataFrame]
-    corpus: pd.DataFrame  # text, language; the first rows are the labelled train subsets, in language order
-    train_index: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def _sample(frame: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
-    if rows is None or len(frame) <= rows:
-        return frame.reset_index(drop=True)
-    out = frame.sample(n=int(rows), random_state=seed).reset_index(drop=True)
-    out.attrs = dict(frame.attrs)
-    return out
-
-
-def load_study_data(params: Mapping[str, object], seed: int = 0) -> StudyData:
-    """Seeded subsets per language; every training and corpus text that also appears in an evaluation split of an
-    evaluated language is removed (counted in `attrs['dropped']`)."""
-    present = [lang for lang in afrisenti_languages() if len(load_afrisenti(lang, "train"))]
-    languages = list(params["languages"] or present[: int(params["max_languages"])])
-    missing = [lang for lang in languages if lang not in present]
-    if missing:
-        raise ValueError(f"no AfriSenti training data for {missing}; languages with training rows: {present}")
-    train, dev, test = {}, {}, {}
-    for lang in languages:
-        dev[lang] = _sample(load_afrisenti(lang, "dev"), params["dev_rows"], seed)
-        test[lang] = _sample(load_afrisenti(lang, "test"), params["test_rows"], seed)
-    evaluation = [*dev.values(), *test.values()]
-    for lang in languages:
-        clean, _ = remove_overlap(load_afrisenti(lang, "train"), *evaluation)
-        train[lang] = _sample(clean, params["train_rows"], seed)
-    extra = []
-    for lang in present:
-        if lang not in languages:
-            clean, _ = remove_overlap(load_afrisenti(lang, "train"), *evaluation)
-            extra.append(_sample(clean, params["corpus_rows"], seed))
-    parts = [train[lang] for lang in languages] + extra
-    corpus = concat_frames(parts)[["text", "language"]].reset_index(drop=True)
-    offsets = np.cumsum([0] + [len(train[lang]) for lang in languages])
-    index = {lang: np.arange(offsets[i], offsets[i + 1]) for i, lang in enumerate(languages)}
-    return StudyData(languages, train, dev, test, corpus, index)
-
-
-def labelled_dataset(tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, max_length: int) -> TensorDataset:
-    """(ids, mask, labels) for evaluation and teacher fine-tuning."""
-    enc = tokenize_fixed(tokenizer, frame["text"].tolist(), max_length)
-    return TensorDataset(
-        enc["input_ids"], enc["attention_mask"], torch.tensor(frame["label"].to_numpy(), dtype=torch.long)
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Training: teacher fine-tuning, stage 1, stage 2
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -662,44 +502,28 @@ def labelled_dataset(tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, ma
 def fine_tune_teacher(
     teacher: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    data: StudyData,
-    params: Mapping[str, object],
-    seed: int = 0,
-    progress: bool = True,
-):
-    """Fine-tune the teacher on the pooled labelled train subsets of all evaluated languages (one multilingual
-    sentiment teacher, like AfroXLMR); early stopping on the pooled dev subsets. Frozen afterwards."""
-    length = int(params["max_length"])
-    train = labelled_dataset(tokenizer, concat_frames(list(data.train.values())), length)
-    dev = labelled_dataset(tokenizer, concat_frames(list(data.dev.values())), length)
-    if params["teacher_freeze_embeddings"]:  # saves the optimizer pass over the vocabulary matrix on CPU
+    train: pd.DataFrame,
+    dev: pd.DataFrame,
+    config: TrainConfig,
+    max_length: int,
+    freeze_embeddings: bool = True,
+) -> pd.DataFrame:
+    """Fine-tune the teacher on labelled `train` rows (weighted cross-entropy, early stopping on `dev`), then freeze
+    every parameter. `freeze_embeddings` keeps the word embeddings fixed during fine-tuning (it saves the
+    optimizer's pass over the vocabulary matrix on CPU). Returns the per-epoch history."""
+    train_ds = labelled_dataset(tokenizer, train, max_length)
+    dev_ds = labelled_dataset(tokenizer, dev, max_length)
+    if freeze_embeddings:
         teacher.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
-    config = TrainConfig(
-        epochs=int(params["teacher_epochs"]),
-        lr=float(params["teacher_lr"]),
-        batch_size=int(params["batch_size"]),
-        patience=int(params["patience"]),
-        seed=seed,
-        progress=progress,
-    )
-    history = fit(teacher, train, dev, config, num_classes=len(AFRISENTI_LABELS), optimizer=adamw(teacher, config))
+    history = fit(teacher, train_ds, dev_ds, config, num_classes=teacher.config.num_labels)
     for p in teacher.parameters():
         p.requires_grad_(False)
     return history.frame()
 
 
-def adamw(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters, fused where torch supports it (about 50x faster steps on CPU, which
-    matters here: the vocabulary-sized embedding matrix dominates a small student's optimizer step)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    try:
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    except (RuntimeError, ValueError):
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
 def distillation_loss_fn(config: DistillConfig, weight: torch.Tensor | None = None, with_ce: bool = False, log=None):
-    """`loss_fn(model, batch)` for `training.fit`: the hybrid loss (+ weighted CE on labels when `with_ce`)."""
+    """`loss_fn(model, batch)` for `training.fit`: the hybrid loss (+ weighted CE on labels when `with_ce`); each
+    batch's term values are appended to `log` when given."""
 
     def loss_fn(model: StudentWithProjection, batch) -> torch.Tensor:
         ids, mask, t_logits, t_map, labels = batch
@@ -751,46 +575,44 @@ def run_distillation(
     config: DistillConfig,
     teacher: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    data: StudyData,
     targets: TeacherTargets,
-    params: Mapping[str, object],
+    *,
+    train: Mapping[str, pd.DataFrame],
+    dev: Mapping[str, pd.DataFrame],
+    test: Mapping[str, pd.DataFrame],
+    target_rows: Mapping[str, np.ndarray],
+    stage1: TrainConfig,
+    stage2: TrainConfig,
+    max_length: int,
     seed: int = 0,
-    progress: bool = False,
 ) -> DistillRun:
-    """Stage 1 on the whole corpus, then stage 2 per language from a copy of the stage-1 student; test scores."""
+    """Stage 1 on all of `targets` (unlabelled), then stage 2 per language (the keys of `train`) from a copy of the
+    stage-1 student, with early stopping on that language's `dev` rows; scores on its `test` rows.
+
+    `target_rows[lang]` are the positions of `train[lang]`'s rows in `targets` (their teacher logits and maps)."""
     set_seed(seed)
-    length = int(params["max_length"])
-    student = build_student(teacher, config.student, config.init, seed)
-    layer = attention_layer_index(config.student.num_layers, config.attention_layer)
-    model = StudentWithProjection(student, make_projection(config.projection, length, config.projection_rank), layer)
+    model = student_with_projection(teacher, config, max_length, seed)
+    num_classes = teacher.config.num_labels
     seconds: dict[str, float] = {}
-    common = dict(batch_size=int(params["batch_size"]), patience=int(params["patience"]), seed=seed, progress=progress)
     log1: list[dict[str, float]] = []
     start = time.perf_counter()
-    stage1 = TrainConfig(epochs=int(params["stage1_epochs"]), lr=float(params["stage1_lr"]), **common)
-    loss1 = distillation_loss_fn(config, log=log1)
-    fit(model, targets.dataset(config.attention_layer), None, stage1, loss_fn=loss1, optimizer=adamw(model, stage1))
+    fit(model, targets.dataset(config.attention_layer), None, stage1, loss_fn=distillation_loss_fn(config, log=log1))
     seconds["stage1"] = time.perf_counter() - start
     students, scores, log2 = {}, [], []
     start = time.perf_counter()
-    for lang in data.languages:
+    for lang, frame in train.items():
         tuned = copy.deepcopy(model)
-        labels = data.train[lang]["label"].to_numpy()
-        weight = class_weights(labels, len(AFRISENTI_LABELS))
-        lang_targets = targets.subset(data.train_index[lang])
-        stage2 = TrainConfig(epochs=int(params["stage2_epochs"]), lr=float(params["stage2_lr"]), **common)
+        labels = frame["label"].to_numpy()
         if config.stage2 == "ce":
-            train_ds, loss_fn = labelled_dataset(tokenizer, data.train[lang], length), None
-        elif config.stage2 == "ce+distill":
-            train_ds = lang_targets.dataset(config.attention_layer, labels)
-            loss_fn = distillation_loss_fn(config, weight, with_ce=True, log=log2)
+            train_ds, loss_fn = labelled_dataset(tokenizer, frame, max_length), None
         else:
-            raise ValueError(f"stage2 must be 'ce' or 'ce+distill', not {config.stage2!r}")
-        dev_ds = labelled_dataset(tokenizer, data.dev[lang], length)
-        optimizer = adamw(tuned, stage2)
-        fit(tuned, train_ds, dev_ds, stage2, loss_fn=loss_fn, num_classes=len(AFRISENTI_LABELS), optimizer=optimizer)
+            weight = class_weights(labels, num_classes)
+            train_ds = targets.subset(target_rows[lang]).dataset(config.attention_layer, labels)
+            loss_fn = distillation_loss_fn(config, weight, with_ce=True, log=log2)
+        dev_ds = labelled_dataset(tokenizer, dev[lang], max_length)
+        fit(tuned, train_ds, dev_ds, stage2, loss_fn=loss_fn, num_classes=num_classes)
         students[lang] = tuned
-        scores.append({"language": lang, **score(tuned, tokenizer, data.test[lang], length)})
+        scores.append({"language": lang, **score(tuned, tokenizer, test[lang], max_length)})
     seconds["stage2"] = time.perf_counter() - start
     return DistillRun(
         config=config,
@@ -798,7 +620,7 @@ def run_distillation(
         scores=scores,
         loss_terms={**_mean_parts(log1, "stage1"), **_mean_parts(log2, "stage2")},
         seconds=seconds,
-        student_params=sum(p.numel() for p in student.parameters()),
+        student_params=sum(p.numel() for p in model.student.parameters()),
         projection_params=sum(p.numel() for p in model.projection.parameters()),
     )
 
@@ -814,28 +636,49 @@ def retention(student_f1: Sequence[float], teacher_f1: Sequence[float]) -> float
     return float(np.mean(student_f1) / max(np.mean(teacher_f1), 1e-12))
 
 
-def save_student(model: StudentWithProjection | PreTrainedModel, directory: str | Path, tokenizer=None) -> Path:
-    """`save_pretrained` (safetensors + config.json) of the bare student, with the tokenizer when given."""
-    student = model.student if isinstance(model, StudentWithProjection) else model
+# ---------------------------------------------------------------------------------------------------------------
+# Saving and loading: Hugging Face folders, always with the tokenizer
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def save_model(
+    model: StudentWithProjection | PreTrainedModel, directory: str | Path, tokenizer: PreTrainedTokenizerBase
+) -> Path:
+    """`save_pretrained` (safetensors + config.json) of a teacher or of the bare student, with its tokenizer, so
+    that `load_classifier` (or `AutoTokenizer` / `AutoModelForSequenceClassification`) can load the folder alone."""
+    bare = model.student if isinstance(model, StudentWithProjection) else model
     directory = Path(directory)
-    student.save_pretrained(directory)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(directory)
+    bare.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
     return directory
 
 
-def load_classifier(directory: str | Path, attention: str = "sdpa") -> PreTrainedModel:
-    """A saved teacher or student, in eval mode (sdpa attention for speed; `eager` to read the maps)."""
-    return AutoModelForSequenceClassification.from_pretrained(directory, attn_implementation=attention).eval()
-
-
-def save_models(directory: str | Path, teacher: PreTrainedModel, tokenizer, run: DistillRun) -> Path:
-    """`<dir>/teacher` and `<dir>/student-<lang>` (save_pretrained, safetensors, with the tokenizer)."""
+def save_models(
+    directory: str | Path,
+    models: Mapping[str, StudentWithProjection | PreTrainedModel],
+    tokenizer: PreTrainedTokenizerBase,
+) -> dict[str, Path]:
+    """`<directory>/<name>` for each named model (`save_model`, with the tokenizer); returns name -> folder."""
     directory = Path(directory)
-    save_student(teacher, directory / "teacher", tokenizer)
-    for lang, model in run.students.items():
-        save_student(model, directory / f"student-{lang}", tokenizer)
-    return directory
+    return {name: save_model(model, directory / name, tokenizer) for name, model in models.items()}
+
+
+def load_classifier(directory: str | Path, attention: str = "sdpa") -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """(tokenizer, model) of a folder written by `save_model`, in eval mode (sdpa attention for speed; `eager` to
+    read the maps). A folder without a tokenizer is an error that names it."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"no saved model in {directory} (config.json missing)")
+    model = AutoModelForSequenceClassification.from_pretrained(directory, attn_implementation=attention)
+    return load_tokenizer(directory), model.eval()
+
+
+def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in a model folder; a folder without one is an error that names it (never a Hub id)."""
+    directory = Path(directory)
+    if not any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+        raise FileNotFoundError(f"the model folder {directory} has no tokenizer; save models with `save_model`")
+    return AutoTokenizer.from_pretrained(directory)
 
 
 def head_mean_attention(model: PreTrainedModel, tokenizer, text: str, layer: str = "final", max_length: int = 64):
@@ -851,59 +694,134 @@ def head_mean_attention(model: PreTrainedModel, tokenizer, text: str, layer: str
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Result rows and summaries
+# Efficiency of saved models: size, CPU speed, peak memory
 # ---------------------------------------------------------------------------------------------------------------
 
-TRAINING_BYTES_PER_PARAMETER = 16  # fp32 weight + gradient + two AdamW moments
+
+def parameter_count(model: nn.Module) -> int:
+    """All parameters (embeddings included, as the paper counts 559M / 69M)."""
+    return sum(p.numel() for p in model.parameters())
 
 
-def projection_memory_mib(kind: str, seq_len: int, rank: int = 16) -> float:
-    """Training memory of P's parameters (weights, gradients, AdamW moments), in MiB, from its shape."""
-    return projection_parameters(kind, seq_len, rank) * TRAINING_BYTES_PER_PARAMETER / 2**20
+def disk_size_mib(directory: str | Path) -> float:
+    """Size of the saved weights (`*.safetensors`) in MiB."""
+    return sum(f.stat().st_size for f in Path(directory).glob("*.safetensors")) / 2**20
 
 
-def metric_rows(experiment: str, run: DistillRun, seed: int, max_length: int) -> list[dict[str, object]]:
-    """One flat row per language: the recipe, its test metrics, sizes, projection memory and stage seconds."""
-    recipe = run.config.row()
-    recipe["config"] = recipe.pop("name")
-    extra = {
-        "student_params": run.student_params,
-        "projection_params": run.projection_params,
-        "projection_train_mib": projection_memory_mib(run.config.projection, max_length, run.config.projection_rank),
-        "projection_params_at_L128": projection_parameters(run.config.projection, 128, run.config.projection_rank),
-        "stage1_seconds": run.seconds["stage1"],
-        "stage2_seconds": run.seconds["stage2"],
-        **run.loss_terms,
-    }
-    return [
-        {"experiment": experiment, "model": "student", "seed": seed, **recipe, **scores, **extra}
-        for scores in run.scores
-    ]
+@torch.inference_mode()
+def _forward_seconds(model: PreTrainedModel, batches: Sequence[dict[str, torch.Tensor]]) -> list[float]:
+    out = []
+    for batch in batches:
+        start = time.perf_counter()
+        model(**batch)
+        out.append(time.perf_counter() - start)
+    return out
 
 
-def summarise(students: pd.DataFrame, teacher: pd.DataFrame) -> pd.DataFrame:
-    """Per recipe: mean macro / weighted F1 over languages and retention against the teacher on the same
-    languages (ratio of means, like the paper)."""
-    teacher_f1 = teacher.set_index("language")["macro_f1"]
-    teacher_wf1 = teacher.set_index("language")["weighted_f1"]
-    rows = []
-    keys = ["experiment", "config", "student", "projection", "temperature", "alpha", "attention_layer", "kd"]
-    for key, group in students.groupby(keys, sort=False):
-        langs = group["language"]
-        rows.append(
-            {
-                **dict(zip(keys, key)),
-                "languages": len(group),
-                "student_macro_f1": group["macro_f1"].mean(),
-                "student_weighted_f1": group["weighted_f1"].mean(),
-                "teacher_macro_f1": teacher_f1[langs].mean(),
-                "retention": retention(group["macro_f1"], teacher_f1[langs]),
-                "weighted_retention": retention(group["weighted_f1"], teacher_wf1[langs]),
-                "student_params": group["student_params"].iloc[0],
-                "projection_params": group["projection_params"].iloc[0],
-                "projection_train_mib": group["projection_train_mib"].iloc[0],
-                "projection_params_at_L128": group["projection_params_at_L128"].iloc[0],
-                "stage1_seconds": group["stage1_seconds"].iloc[0],
-            }
+def _batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int) -> list[dict[str, torch.Tensor]]:
+    out = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            list(texts[start : start + batch_size]),
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
         )
-    return pd.DataFrame(rows)
+        out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
+    return out
+
+
+def speed_comparison(
+    models: Mapping[str, PreTrainedModel],
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int,
+    rounds: int = 5,
+    latency_texts: int = 32,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """`<name>_latency_ms` (median over single-text forwards) and `<name>_seq_per_s` (batch 32) per model, timed in
+    interleaved rounds (one model after the other, `rounds` times) so that a noisy shared machine slows all alike;
+    the median round is kept. Forward only, on pre-tokenized input."""
+    singles = _batches(tokenizer, texts[:latency_texts], 1, max_length)
+    batches = _batches(tokenizer, texts, batch_size, max_length)
+    for model in models.values():  # warm-up
+        _forward_seconds(model, singles[:2] + batches[:1])
+    latency: dict[str, list[float]] = {name: [] for name in models}
+    rate: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            latency[name].append(statistics.median(_forward_seconds(model, singles)) * 1000)
+            rate[name].append(len(texts) / sum(_forward_seconds(model, batches)))
+    out = {}
+    for name in models:
+        out[f"{name}_latency_ms"] = statistics.median(latency[name])
+        out[f"{name}_seq_per_s"] = statistics.median(rate[name])
+    return out
+
+
+_MEMORY_SCRIPT = """
+import json, resource, sys
+import torch
+from transformers import AutoConfig
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING as MAPPING
+directory, batch, length, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(threads)
+config = AutoConfig.from_pretrained(directory)
+cls = MAPPING[type(config)]
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+
+try:  # reset the high-water mark so that import-time peaks do not count (Linux >= 4.0)
+    open("/proc/self/clear_refs", "w").write("5")
+    before = status("VmRSS:")
+except OSError:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model = cls.from_pretrained(directory, attn_implementation="sdpa").eval()
+ids = torch.randint(5, config.vocab_size, (batch, length))
+with torch.inference_mode():
+    model(input_ids=ids, attention_mask=torch.ones_like(ids))
+after = status("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"peak_mib": (after - before) / 1024}))
+"""
+
+
+def peak_memory_mib(directory: str | Path, batch_size: int = 32, max_length: int = 32) -> float:
+    """Peak RSS growth (MiB, high-water mark reset after imports) of a fresh process that loads the saved model
+    and runs one forward at `batch_size` (weights + activations)."""
+    args = [str(directory), str(batch_size), str(max_length), str(torch.get_num_threads())]
+    done = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, *args], capture_output=True, text=True, check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"])
+
+
+def efficiency(
+    model_dirs: Mapping[str, str | Path],
+    texts: Sequence[str],
+    max_length: int,
+    rounds: int = 5,
+    reference: str = "teacher",
+    memory: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Per saved model folder: params, disk MiB, latency ms, seq/s, peak MiB (NaN when `memory` is False), and
+    speed-ups over `reference` (`speedup`: throughput ratio, `latency_speedup`). All models are timed in this one
+    process, interleaved (`speed_comparison`), on the reference folder's tokenizer."""
+    tokenizer = load_tokenizer(model_dirs[reference])
+    models = {name: load_classifier(directory)[1] for name, directory in model_dirs.items()}
+    speed = speed_comparison(models, tokenizer, texts, max_length, rounds)
+    out = {}
+    for name, directory in model_dirs.items():
+        out[name] = {
+            "params": parameter_count(models[name]),
+            "disk_mib": disk_size_mib(directory),
+            "latency_ms": speed[f"{name}_latency_ms"],
+            "seq_per_s": speed[f"{name}_seq_per_s"],
+            "peak_mib": peak_memory_mib(directory, 32, max_length) if memory else float("nan"),
+        }
+    for row in out.values():
+        row["speedup"] = row["seq_per_s"] / out[reference]["seq_per_s"]
+        row["latency_speedup"] = out[reference]["latency_ms"] / row["latency_ms"]
+    return out

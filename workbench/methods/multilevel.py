@@ -10,7 +10,9 @@ learned gate, per token and per channel:
 The **lightweight module** replaces the feed-forward block d -> d_ff -> d by a bottleneck d -> d_ff / r -> d,
 cutting its parameters and FLOPs by r (measured by `feed_forward_cost` and `measure_flops`). **Supervised
 contrastive learning** (Khosla et al. 2020) pulls same-label reviews of a batch together on the pooled
-representation; it is added to cross-entropy with a weight and used in training only.
+representation; it is added to cross-entropy with a weight and used in training only. The baselines and the
+text-model registry are in `workbench.methods.textmodels`; the study (profiles, data, tables) in
+`workbench.studies.multilevel`.
 """
 
 from __future__ import annotations
@@ -22,86 +24,6 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-# Study defaults per profile: `resolve_parameters(MULTILEVEL_DEFAULTS, profile, ...)` in the notebook.
-MULTILEVEL_DEFAULTS: dict[str, dict[str, object]] = {
-    "smoke": dict(
-        train_size=48,
-        dev_size=24,
-        test_size=200,
-        max_length=64,
-        d_model=16,
-        num_layers=1,
-        num_heads=2,
-        d_ff=32,
-        bottleneck_ratio=4,
-        window=4,
-        epochs=2,
-        batch_size=16,
-        lr=2e-3,
-        contrastive_weight=0.5,
-        temperature=0.1,
-        seeds=[0, 1, 2],
-        bert_encoder="tiny",
-        bert_max_length=32,
-        bert_test_size=None,
-        bert_train_size=48,
-        fine_tune_bert=False,
-        projection_size=300,
-    ),
-    # quick: sized for 30 minutes on 2 CPU cores. Per review at 128 tokens, one thread: training 0.8 (TextCNN) to
-    # 7 ms (multi-level), test 0.3-1.2 ms; MiniLM encodes ~49 reviews/s (28k reviews: ~10 min). On 3,000 reviews
-    # dev accuracy levels off by epoch 3-4 at batch 32 and lr 3e-3 (batch 64 / lr 2e-3 stalled at 0.56-0.65 test
-    # accuracy); 4 epochs took 29.2 min cold, too close to the limit, so 3.
-    "quick": dict(
-        train_size=3000,
-        dev_size=500,
-        test_size=None,
-        max_length=128,
-        d_model=64,
-        num_layers=2,
-        num_heads=4,
-        d_ff=256,
-        bottleneck_ratio=4,
-        window=8,
-        epochs=3,
-        batch_size=32,
-        lr=3e-3,
-        contrastive_weight=0.5,
-        temperature=0.1,
-        seeds=[0, 1, 2],
-        bert_encoder="minilm",
-        bert_max_length=128,
-        bert_test_size=None,
-        bert_train_size=3000,
-        fine_tune_bert=False,
-        projection_size=2000,
-    ),
-    "paper": dict(
-        train_size=None,
-        dev_size=2500,
-        test_size=None,
-        max_length=512,
-        d_model=256,
-        num_layers=4,
-        num_heads=8,
-        d_ff=1024,
-        bottleneck_ratio=4,
-        window=16,
-        epochs=10,
-        batch_size=32,
-        lr=5e-4,
-        contrastive_weight=0.5,
-        temperature=0.1,
-        seeds=[0, 1, 2],
-        bert_encoder="bert-base-uncased",
-        bert_max_length=512,
-        bert_test_size=None,
-        bert_train_size=None,
-        fine_tune_bert=True,
-        projection_size=5000,
-    ),
-}
 
 
 @dataclass

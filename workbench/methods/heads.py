@@ -1,20 +1,27 @@
-"""Classification heads over an encoder's token states, as in the BESSTIE figurative-language study.
+"""Classification heads over an encoder's token states (the BESSTIE figurative-language study), and the two ways
+of feeding them: token states cached from a frozen encoder, or an encoder fine-tuned end to end with the head.
 
 Every head takes `states` (batch, L, hidden) and a boolean `mask` (batch, L) (True on real tokens, padding at the
 end) and returns logits. Single-task heads return one tensor (batch, classes); the multitask CrossTalk head returns
-a tuple (sentiment logits, sarcasm logits). Heads are built by name from `HEADS`, so one experiment loop (and one
-parametrized test) covers them all. `SequenceClassifier` puts a head on a transformer for end-to-end fine-tuning;
-with a frozen encoder the same heads train on cached token states (`token_state_dataset`).
+a tuple (sentiment logits, sarcasm logits). Heads are registered as kind `"head"` and built by name with
+`workbench.registry.build("head", name, hidden_size, num_classes, **options)`, so one experiment loop (and one
+parametrized test) covers them all. `SequenceClassifier` puts a head on a transformer for end-to-end fine-tuning
+(`FineTunedEncoder`); with a frozen encoder the same heads train on cached token states (`CachedStates`).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
-from workbench.encoders import run_layers
+from workbench.encoders import Encoder, encode_tokens, run_layers
+from workbench.registry import register
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -23,6 +30,7 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+@register("head", "linear")
 class LinearHead(nn.Module):
     """Dropout and a linear layer on the first ([CLS]) token state (`pooling="cls"`, the study's head), or on the
     mean of the real tokens' states (`pooling="mean"`: for frozen sentence-transformer encoders such as
@@ -59,6 +67,7 @@ class ConvPool(nn.Module):
         return masked_mean(features[:, : mask.shape[1]], mask)
 
 
+@register("head", "cnn")
 class CNNHead(nn.Module):
     """Convolution over the token axis, ReLU, masked global average pooling, dropout, linear."""
 
@@ -76,6 +85,7 @@ class CNNHead(nn.Module):
         return self.classifier(self.dropout(self.encoder(states, mask)))
 
 
+@register("head", "bilstm")
 class BiLSTMHead(nn.Module):
     """One bidirectional LSTM layer over the real tokens (packed, so padding is never read); the output at the
     first position (forward state after [CLS], backward state after the whole text) goes through a linear layer."""
@@ -111,12 +121,13 @@ class CrossTalkLayer(nn.Module):
         return new_sentiment, new_sarcasm
 
 
+@register("head", "crosstalk")
 class CrossTalkHead(nn.Module):
     """Multitask head: a shared convolutional encoder over the token states, projections into a sentiment and a
     sarcasm space, `layers` cross-talk exchanges between the two, and one classifier per task.
 
     Returns (sentiment logits, sarcasm logits). Only the two classifiers are task-specific: every other parameter
-    receives gradients from both losses, which is what PCGrad (`workbench.multitask`) operates on.
+    receives gradients from both losses, which is what PCGrad (`workbench.methods.pcgrad`) operates on.
     """
 
     num_tasks = 2
@@ -148,21 +159,6 @@ class CrossTalkHead(nn.Module):
         for layer in self.cross_talk:
             sentiment, sarcasm = layer(sentiment, sarcasm)
         return self.sentiment_classifier(self.dropout(sentiment)), self.sarcasm_classifier(self.dropout(sarcasm))
-
-
-HEADS: dict[str, type[nn.Module]] = {
-    "linear": LinearHead,
-    "cnn": CNNHead,
-    "bilstm": BiLSTMHead,
-    "crosstalk": CrossTalkHead,
-}
-
-
-def build_head(name: str, hidden_size: int, num_classes: int | tuple[int, int] = 2, **options) -> nn.Module:
-    """A head from the registry by name; `options` go to its constructor (e.g. `channels`, `lstm_hidden`)."""
-    if name not in HEADS:
-        raise ValueError(f"unknown head {name!r}; expected one of {sorted(HEADS)}")
-    return HEADS[name](hidden_size, num_classes, **options)
 
 
 class SequenceClassifier(nn.Module):
@@ -200,3 +196,68 @@ def collate_token_states(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.T
     states, mask, *labels = (torch.stack(column) for column in zip(*items))
     width = max(int(mask.sum(1).max()), 1)
     return (states[:, :width].float(), mask[:, :width], *labels)
+
+
+def collate_token_ids(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Stack (input_ids, attention_mask, *labels) and cut the padding columns no text in the batch uses."""
+    ids, mask, *labels = (torch.stack(column) for column in zip(*items))
+    width = max(int(mask.sum(1).max()), 1)
+    return (ids[:, :width], mask[:, :width], *labels)
+
+
+class CachedStates:
+    """Frozen encoder: every text's token states (the mean of the last `layers` layers) are computed once (and
+    cached on disk); heads train on them directly."""
+
+    finetune = False
+
+    def __init__(self, encoder: Encoder, texts: Sequence[str], max_length: int, progress: bool = True, layers: int = 1):
+        self.encoder, self.max_length, self.layers = encoder, max_length, layers
+        tokens = encode_tokens(list(texts), encoder, max_length=max_length, progress=progress, layers=layers)
+        self.states, self.mask = tokens.states, tokens.mask
+        self.index = {text: i for i, text in enumerate(texts)}
+        self.collate = collate_token_states
+
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder.hidden_size
+
+    def dataset(self, frame: pd.DataFrame, label_columns: Sequence[str]) -> Dataset:
+        """(states, mask, *labels) of `frame`'s texts (each must be among the encoded texts)."""
+        rows = np.array([self.index[text] for text in frame["text"]], dtype=np.int64)
+        return token_state_dataset(self.states[rows], self.mask[rows], *(frame[c].to_numpy() for c in label_columns))
+
+    def model(self, head: nn.Module) -> nn.Module:
+        """What to train: the head alone."""
+        return head
+
+
+class FineTunedEncoder:
+    """End-to-end fine-tuning: every head gets its own fresh copy of the pretrained encoder (`SequenceClassifier`),
+    so no model sees another one's updates."""
+
+    finetune = True
+
+    def __init__(self, encoder: Encoder, max_length: int, layers: int = 1):
+        self.encoder, self.max_length, self.layers = encoder, max_length, layers
+        self.collate = collate_token_ids
+        self._initial = {k: v.detach().cpu().clone() for k, v in encoder.model.state_dict().items()}
+
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder.hidden_size
+
+    def dataset(self, frame: pd.DataFrame, label_columns: Sequence[str]) -> Dataset:
+        """(input_ids, attention_mask, *labels) of `frame`'s texts, padded to `max_length`."""
+        batch = self.encoder.tokenizer(
+            list(frame["text"]), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        labels = [torch.tensor(frame[c].to_numpy(dtype=np.int64)) for c in label_columns]
+        return TensorDataset(batch["input_ids"], batch["attention_mask"], *labels)
+
+    def model(self, head: nn.Module) -> nn.Module:
+        """What to train: a copy of the pretrained encoder with `head` on its token states."""
+        encoder = copy.deepcopy(self.encoder.model)
+        encoder.load_state_dict(self._initial)
+        encoder.train()
+        return SequenceClassifier(encoder, head, self.layers)

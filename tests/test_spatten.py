@@ -1,4 +1,5 @@
-"""SpAtten cascade pruning: dense equivalence, batch independence, cascade invariants, FLOPs, the study helpers."""
+"""SpAtten: the cascade pruner (dense equivalence, batch independence, cascade invariants, FLOPs), the study
+(profiles, notes, run, tables) and its benchmark."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import torch
 from transformers import BertConfig, BertModel
 
 from workbench.encoders import load_encoder
-from workbench.pruning import CascadePruner, PruneSchedule, dense_flops, pruned_features
+from workbench.methods.spatten import CascadePruner, PruneSchedule, dense_flops, pruned_features
+from workbench.profiles import ParameterError
+from workbench.studies import spatten as study
 
 TEXTS = [
     "The food was great but the service was slow and the waiter was rude to us.",
@@ -186,8 +189,6 @@ def test_pruned_features_are_independent_of_batching(tiny):
 
 
 def test_best_schedule_is_the_fastest_within_one_f1_point():
-    from workbench.bench.pruning import best_schedule
-
     curve = pd.DataFrame(
         [
             {"schedule": "dense", "training": "pruning_aware", "macro_f1": 0.900, "speedup": 0.9},
@@ -197,20 +198,22 @@ def test_best_schedule_is_the_fastest_within_one_f1_point():
             {"schedule": "c", "training": "post_hoc", "macro_f1": 0.899, "speedup": 3.0},
         ]
     )
-    assert best_schedule(curve)["schedule"] == "b"
-    assert best_schedule(curve, tolerance=0.001) is None
+    assert study.best_schedule(curve)["schedule"] == "b"
+    assert study.best_schedule(curve, tolerance=0.001) is None
 
 
-def test_linear_head_learns_separable_features():
-    from workbench.bench.pruning import train_linear_head
+def test_linear_head_learns_separable_features_and_standardises_inside():
     from workbench.training import predict
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
-    features = (rng.normal(size=(200, 8)) + labels[:, None] * 2.0).astype(np.float32)
-    head = train_linear_head(features, labels, 2, seed=0, epochs=60)
+    features = (rng.normal(size=(200, 8)) * 50 + 100 + labels[:, None] * 100.0).astype(np.float32)
+    head = study.train_head(features, labels, 2, seed=0, epochs=60)
+    torch.testing.assert_close(head.mean, torch.from_numpy(features.mean(0)))
     data = torch.utils.data.TensorDataset(torch.from_numpy(features), torch.from_numpy(labels))
     assert (predict(head, data).argmax(-1) == labels).mean() >= 0.9  # chance is 0.5
+    again = study.train_head(features, labels, 2, seed=0, epochs=60)
+    torch.testing.assert_close(again.net[-1].weight, head.net[-1].weight)  # same seed, same head
 
 
 def test_viz_grid_and_explorer_respond(tiny):
@@ -234,13 +237,88 @@ def test_benchmark_json_on_fixture_data(fixture_data_dir, monkeypatch, capsys, t
 
     monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    assert main(["--profile", "smoke", "--json"]) == 0
+    # overrides are YAML, decoded and checked by the study's PROFILES
+    assert main(["--profile", "smoke", "--json", "-p", "keeps=[[0.2, 0.5], [0.5, 1.0]]", "-p", "repeats=1"]) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("schedule", "dense_seq_per_s", "pruned_seq_per_s", "speedup", "dense_macro_f1", "pruned_macro_f1"):
         assert key in result
-    assert result["dense_seq_per_s"] > 0
-    assert {row["schedule"] for row in result["curve"]} >= {"dense", "spatten t0.2 h0.5"}
+    assert result["dense_seq_per_s"] > 0 and result["repeats"] == 1 and result["profile"] == "smoke"
+    assert [row["schedule"] for row in result["curve"][::2]] == ["dense", "spatten t0.2 h0.5", "spatten t0.5 h1"]
     assert all(0.0 <= row["macro_f1"] <= 1.0 for row in result["curve"])
+    with pytest.raises(ParameterError, match="did you mean 'repeats'"):
+        main(["--profile", "smoke", "-p", "repeat=1"])
+
+
+def test_profiles_resolve_and_check_every_knob():
+    for profile in ("smoke", "quick", "paper"):
+        params = study.PROFILES.resolve(profile)
+        assert set(params) == {"profile", *study.PROFILES.names}
+    assert study.PROFILES.resolve("smoke")["encoder"] == "tiny"
+    assert study.PROFILES.resolve("paper")["max_train_rows"] is None
+    assert study.PROFILES.resolve("quick", max_train_rows="none")["max_train_rows"] is None
+    assert study.PROFILES.resolve("quick", keeps="[[0.2, 1.0]]")["keeps"] == [[0.2, 1.0]]
+    with pytest.raises(ParameterError, match="'max'"):
+        study.PROFILES.resolve("quick", pooling="max")
+    with pytest.raises(ParameterError, match="en-US"):
+        study.PROFILES.resolve("quick", varieties=["en-US"])
+    with pytest.raises(ParameterError, match="minimum"):
+        study.PROFILES.resolve("quick", repeats=0)
+    with pytest.raises(ValueError, match="token keep, head keep"):
+        study.schedules_for(6, [[0.2]])
+
+
+def test_notes_follow_the_parameters():
+    quick, paper = study.PROFILES.resolve("quick"), study.PROFILES.resolve("paper")
+    quick_notes, paper_notes = " ".join(study.notes(quick)), " ".join(study.notes(paper))
+    assert "encoder minilm (paper profile: bert-base-uncased)" in quick_notes
+    assert "max_train_rows 1200 (paper profile: all)" in quick_notes and "a stratified 1,200" in quick_notes
+    assert "Differs from the paper profile" not in paper_notes and "all of the training rows" in paper_notes
+    assert "6 pruned schedules" in quick_notes and "8 pruned schedules" in paper_notes
+    assert "randomly initialised" not in quick_notes
+    assert "randomly initialised" in " ".join(study.notes(study.PROFILES.resolve("smoke")))
+    assert "mean_all" in quick_notes
+    mean = study.notes(study.PROFILES.resolve("paper", pooling="mean", threads=1))
+    assert "survive to the last layer" in mean[0] and "mean_all" not in mean[0]
+    assert "1 torch thread;" in " ".join(mean) and "pooling mean (paper profile: mean_all)" in mean[-1]
+
+
+def test_run_gives_flat_metric_rows_tables_and_a_saved_report(fixture_data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    params = study.PROFILES.resolve("smoke", keeps=[[0.2, 0.5]], repeats=1)
+    result = study.run(params, progress=False)
+    metrics = result.metrics
+    assert list(metrics["schedule"]) == ["dense", "dense", "spatten t0.2 h0.5", "spatten t0.2 h0.5", "hf_dense"]
+    assert list(metrics["training"][:4]) == ["post_hoc", "pruning_aware"] * 2
+    assert metrics["macro_f1"].between(0, 1).all() and (metrics["seq_per_s"] > 0).all()
+    dense = metrics[metrics["schedule"] == "dense"]
+    assert dense["macro_f1"].nunique() == 1 and (dense["flop_ratio"] == 1.0).all()  # one head, nothing pruned
+    assert float(metrics.loc[2, "flop_ratio"]) > 1.0
+    assert result.headline["dense_macro_f1"] == pytest.approx(float(dense["macro_f1"].iloc[0]))
+    assert result.frames.removed_overlap >= 0 and len(result.frames.valid) <= 40
+    assert any("randomly initialised" in note for note in result.notes)
+    tables = study.tables(result)
+    assert set(tables) == {"schedules", "curve", "throughput", "paper"}
+    assert list(tables["schedules"]["schedule"]) == ["dense", "spatten t0.2 h0.5"]
+    assert tables["paper"]["method"].iloc[-1].startswith("ours: ")
+    assert len(tables["paper"]) == len(study.PAPER) + 1
+    assert study.verdict(result).startswith("**")
+    saved = json.loads(result.save(tmp_path / "report").read_text())
+    assert saved["study"] == "spatten" and saved["profile"] == "smoke" and len(saved["metrics"]) == 5
+
+
+def test_notebook_parameters_cell_lists_exactly_the_study_knobs():
+    import ast
+    from pathlib import Path
+
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "04_spatten.ipynb", 4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = [node.targets[0].id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)]
+    assert names == ["profile", "report_dir", *study.PROFILES.names]
+    source = "".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "workbench.bench" not in source and "for schedule in" not in source
 
 
 def test_mean_all_pooling_counts_pruned_tokens_with_their_latest_state(deep_tiny):

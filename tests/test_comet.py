@@ -1,0 +1,422 @@
+"""Comet distillation: losses against hand computations, gradient flow, projections by name, students saved and
+loaded with their tokenizer, the study's profiles, notes, data and run, and the bench's JSON contract, on tiny
+models and a small AfriSenti-shaped tree (seconds)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from workbench.methods.comet import (
+    DistillConfig,
+    StudentSpec,
+    StudentWithProjection,
+    attention_layer_index,
+    attention_mse,
+    build_student,
+    distillation_loss_fn,
+    fine_tune_teacher,
+    hybrid_loss,
+    kd_loss,
+    kd_reverse_loss,
+    load_classifier,
+    load_teacher,
+    projection_parameters,
+    run_distillation,
+    save_model,
+    teacher_targets,
+)
+from workbench.profiles import ParameterError
+from workbench.registry import UnknownNameError, build, get, names
+from workbench.studies import comet as study
+from workbench.training import TrainConfig
+
+
+def _softmax(row, t):
+    exps = [math.exp(v / t) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def test_kd_loss_equals_hand_computation():
+    student = [[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]]
+    teacher = [[0.0, 1.0, 0.0], [2.0, -1.0, 0.5]]
+    t = 2.0
+    expected = 0.0
+    for s_row, t_row in zip(student, teacher):
+        p_s, p_t = _softmax(s_row, t), _softmax(t_row, t)
+        expected += sum(pt * (math.log(pt) - math.log(ps)) for pt, ps in zip(p_t, p_s))  # KL(p_t || p_s)
+    expected = expected / len(student) * t**2
+    got = kd_loss(torch.tensor(student), torch.tensor(teacher), t)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    reverse = sum(
+        sum(ps * (math.log(ps) - math.log(pt)) for pt, ps in zip(_softmax(t_row, t), _softmax(s_row, t)))
+        for s_row, t_row in zip(student, teacher)
+    )
+    got_reverse = kd_reverse_loss(torch.tensor(student), torch.tensor(teacher), t)
+    assert got_reverse.item() == pytest.approx(reverse / len(student) * t**2, rel=1e-5)
+    assert got_reverse.item() != pytest.approx(got.item(), rel=1e-3)
+
+
+def test_losses_and_projections_are_registered_by_name():
+    assert get("loss", "kd") is kd_loss and get("loss", "kd_reverse") is kd_reverse_loss
+    assert get("loss", "attention_mse") is attention_mse
+    assert {"identity", "faithful", "low_rank"} <= set(names("projection"))
+    with pytest.raises(UnknownNameError, match="unknown projection 'dense'.*identity"):
+        build("projection", "dense", 4)
+
+
+def test_attention_mse_ignores_padding_pairs():
+    projected = torch.tensor([[[0.5, 0.5], [9.0, 9.0]]])
+    teacher = torch.tensor([[[0.25, 0.75], [0.0, 0.0]]])
+    mask = torch.tensor([[True, False]])  # only the pair (0, 0) is real
+    assert attention_mse(projected, teacher, mask).item() == pytest.approx((0.5 - 0.25) ** 2)
+    full = torch.tensor([[True, True]])
+    expected = ((0.5 - 0.25) ** 2 + (0.5 - 0.75) ** 2 + 9.0**2 + 9.0**2) / 4
+    assert attention_mse(projected, teacher, full).item() == pytest.approx(expected)
+
+
+def test_hybrid_loss_is_the_weighted_sum_of_its_terms():
+    g = torch.Generator().manual_seed(0)
+    s_logits, t_logits = torch.randn(3, 3, generator=g), torch.randn(3, 3, generator=g)
+    s_map = torch.softmax(torch.randn(3, 4, 4, generator=g), -1)
+    t_map = torch.softmax(torch.randn(3, 4, 4, generator=g), -1)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]]).bool()
+    projection = build("projection", "identity", 4)
+    loss, parts = hybrid_loss(s_logits, t_logits, s_map, t_map, mask, projection, temperature=1.5, alpha=0.3)
+    kd = kd_loss(s_logits, t_logits, 1.5).item()
+    mse = attention_mse(s_map * (mask[:, :, None] & mask[:, None, :]), t_map, mask).item()
+    assert parts == pytest.approx({"kd": kd, "attention": mse})
+    assert loss.item() == pytest.approx(0.3 * kd + 0.7 * mse, rel=1e-6)
+    kd_only, parts = hybrid_loss(s_logits, t_logits, None, None, mask, projection, temperature=1.5, alpha=1.0)
+    assert set(parts) == {"kd"} and kd_only.item() == pytest.approx(kd, rel=1e-6)
+    reverse, _ = hybrid_loss(
+        s_logits, t_logits, None, None, mask, projection, temperature=1.5, alpha=1.0, kd="kd_reverse"
+    )
+    assert reverse.item() == pytest.approx(kd_reverse_loss(s_logits, t_logits, 1.5).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="attention maps"):
+        hybrid_loss(s_logits, t_logits, None, None, mask, projection, alpha=0.5)
+
+
+@pytest.mark.parametrize("kind", names("projection"))
+def test_projections_start_at_identity_and_count_parameters(kind):
+    projection = build("projection", kind, 5, 3)
+    flat = torch.rand(2, 25)
+    assert torch.allclose(projection(flat), flat)
+    assert sum(p.numel() for p in projection.parameters()) == projection_parameters(kind, 5, 3)
+
+
+def test_faithful_projection_is_268m_parameters_at_the_papers_length():
+    assert projection_parameters("faithful", 128) == 128**4 + 128**2  # the paper's (L^2)^2 weights, plus bias
+
+
+def test_distill_config_rejects_impossible_recipes():
+    spec = StudentSpec(1, 16, 2)
+    with pytest.raises(ValueError, match="alpha"):
+        DistillConfig("x", spec, alpha=1.5)
+    with pytest.raises(ValueError, match="temperature"):
+        DistillConfig("x", spec, temperature=0.0)
+    with pytest.raises(ValueError, match="stage2"):
+        DistillConfig("x", spec, stage2="distill")
+
+
+def test_attention_layer_choice():
+    assert attention_layer_index(6, "final") == 5 and attention_layer_index(6, "upper_middle") == 3
+    assert attention_layer_index(2, "final") == 1 and attention_layer_index(2, "upper_middle") == 0
+    with pytest.raises(ValueError):
+        attention_layer_index(6, "middle")
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher():
+    return load_teacher("tiny", seed=0)
+
+
+def test_student_follows_spec_and_pca_initialisation(tiny_teacher):
+    _, teacher = tiny_teacher
+    student = build_student(teacher, StudentSpec(1, 16, 2), init="pca")
+    assert type(student) is type(teacher)
+    assert (student.config.num_hidden_layers, student.config.hidden_size) == (1, 16)
+    assert student.config.num_attention_heads == 2 and student.config.vocab_size == teacher.config.vocab_size
+    variance = student.base_model.embeddings.word_embeddings.weight.detach().var(0)
+    assert variance[0] > variance[-1]  # principal components come in decreasing variance
+    same_width = build_student(teacher, StudentSpec(1, 32, 2), init="auto")
+    picked = teacher.base_model.encoder.layer[1].attention.self.query.weight  # linspace(0, 1, 1) -> layer 0
+    copied = same_width.base_model.encoder.layer[0].attention.self.query.weight
+    assert torch.equal(copied, teacher.base_model.encoder.layer[0].attention.self.query.weight)
+    assert not torch.equal(copied, picked)
+    with pytest.raises(ValueError, match="divisible"):
+        build_student(teacher, StudentSpec(1, 10, 3))
+
+
+def test_gradients_reach_student_and_projection_not_teacher(tiny_teacher):
+    tokenizer, teacher = tiny_teacher
+    teacher = teacher.train()
+    for p in teacher.parameters():
+        p.requires_grad_(True)  # even a trainable teacher must get no gradient
+    texts = ["sannu da zuwa @user", "ina son wannan sosai", "ba na so ba", "mu je gida yanzu"]
+    targets = teacher_targets(teacher, tokenizer, texts, max_length=8)
+    config = study.base_config(study.PROFILES.resolve("smoke", projection="faithful", student_layers=1))
+    student = build_student(teacher, config.student)
+    model = StudentWithProjection(student, build("projection", "faithful", 8), 0)
+    batch = targets.dataset("final", [0, 1, 2, 0]).tensors
+    loss = distillation_loss_fn(config, with_ce=True)(model, batch)
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert model.projection.linear.weight.grad.abs().sum() > 0
+    assert student.base_model.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
+    assert student.base_model.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    teacher.eval()
+
+
+def test_student_saves_and_loads_with_its_tokenizer(tiny_teacher, tmp_path):
+    tokenizer, teacher = tiny_teacher
+    student = build_student(teacher, StudentSpec(1, 16, 2)).eval()
+    save_model(StudentWithProjection(student, build("projection", "identity", 8), 0), tmp_path, tokenizer)
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.json").is_file()
+    loaded_tokenizer, loaded = load_classifier(tmp_path)
+    assert loaded.config.hidden_size == 16 and loaded.config.num_hidden_layers == 1
+    ids = tokenizer(["habari ya leo"], return_tensors="pt")
+    assert loaded_tokenizer("habari ya leo")["input_ids"] == ids["input_ids"][0].tolist()
+    with torch.no_grad():
+        assert torch.allclose(student(**ids).logits, loaded(**ids).logits, atol=1e-6)
+    bare = tmp_path / "bare"
+    student.save_pretrained(bare)  # no tokenizer: a clear error, not a Hub lookup of the folder's name
+    assert AutoModelForSequenceClassification.from_pretrained(bare) is not None
+    with pytest.raises(FileNotFoundError, match="no tokenizer"):
+        load_classifier(bare)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The study: profiles, recipes, notes
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_profiles_check_values_and_name_every_knob():
+    quick, paper = study.PROFILES.resolve("quick"), study.PROFILES.resolve("paper")
+    assert (paper["student_layers"], paper["student_hidden"], paper["student_heads"]) == (6, 256, 8)
+    assert paper["temperature"] == study.PAPER["temperature"] and paper["alpha"] == study.PAPER["alpha"]
+    assert quick["teacher"] == "minilm" and paper["projection"] == "faithful"
+    with pytest.raises(ParameterError, match="'dense' is not allowed"):
+        study.PROFILES.resolve("quick", projection="dense")
+    with pytest.raises(ParameterError, match="did you mean 'temperature'"):
+        study.PROFILES.resolve("quick", temprature=3)
+    with pytest.raises(ParameterError, match="not allowed"):
+        study.PROFILES.resolve("quick", sweeps=["width"])
+    assert study.PROFILES.resolve("quick", alphas="[0.1, 0.9]")["alphas"] == [0.1, 0.9]
+
+
+def test_sweep_covers_every_experiment_once():
+    configs = study.sweep_configs(study.PROFILES.resolve("quick"))
+    names_ = {c.name for _, c in configs}
+    assert {"hybrid", "kd_only", "attention_only", "T=1", "T=4", "alpha=0.3", "alpha=0.7"} <= names_
+    assert {"layer=upper_middle", "projection=faithful", "projection=low_rank", "student=1L-64H-2A"} <= names_
+    assert "T=2" not in names_ and "alpha=0.5" not in names_  # those are the base recipe itself
+    assert [e for e, _ in configs][0] == "ablation" and configs[0][1].name == "hybrid"
+    assert {e for e, _ in configs} == set(study.SWEEPS)
+    only_base = study.sweep_configs(study.PROFILES.resolve("quick", sweeps=[]))
+    assert [c.name for _, c in only_base] == ["hybrid"]
+    temperature = study.sweep_configs(study.PROFILES.resolve("quick", sweeps=["temperature"]))
+    assert [c.name for _, c in temperature] == ["hybrid", "T=1", "T=1.5", "T=3", "T=4"]
+
+
+def test_train_configs_come_from_the_parameters():
+    params = study.PROFILES.resolve("quick", seed=7, batch_size=16)
+    configs = study.train_configs(params)
+    assert (configs["teacher"].epochs, configs["teacher"].lr) == (params["teacher_epochs"], params["teacher_lr"])
+    assert (configs["stage2"].epochs, configs["stage2"].lr) == (params["stage2_epochs"], params["stage2_lr"])
+    assert {c.seed for c in configs.values()} == {7} and {c.batch_size for c in configs.values()} == {16}
+
+
+def test_notes_follow_the_parameters():
+    quick = " ".join(study.notes(study.PROFILES.resolve("quick")))
+    paper = " ".join(study.notes(study.PROFILES.resolve("paper")))
+    smoke = " ".join(study.notes(study.PROFILES.resolve("smoke")))
+    assert "not the paper's AfroXLMR-large (559M" in quick and "(paper: 6L-256H-8A, 69M" in quick
+    assert "the paper's AfroXLMR-large" in paper and "not the paper's" not in paper
+    assert "6L-256H-8A as in the paper" in paper
+    assert "frozen" in quick and "frozen" not in paper  # paper: teacher_freeze_embeddings is False
+    assert "Stratified subsets" in quick and "All AfriSenti rows" in paper
+    assert f"{128**4 + 128**2:,} parameters" in paper and "faithful projection has" not in quick
+    assert "mean nothing" in smoke and "mean nothing" not in quick
+    assert "hau, ibo, kin, pcm, yor" in quick and "first 3 AfriSenti languages" in smoke
+    assert "Peak memory not measured" in smoke and "Peak memory not measured" not in quick
+    changed = " ".join(study.notes(study.PROFILES.resolve("quick", kd="kd_reverse", stage2="ce", temperature=4)))
+    assert "literal KL(p_student || p_teacher)" in changed and "cross-entropy alone" in changed
+    assert "T = 4, alpha = 0.5 (paper: T = 2" in changed
+    only_t = study.notes(study.PROFILES.resolve("quick", sweeps=["temperature"]))
+    assert "Sweeps not run: ablation, alpha, attention_layer, projection, student_size." in only_t
+    assert not any("Sweeps not run" in line for line in study.notes(study.PROFILES.resolve("quick")))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data, two-stage loop, the whole run and the bench, on a small AfriSenti-shaped tree
+# ---------------------------------------------------------------------------------------------------------------
+
+WORDS = {0: ["mugu", "bad", "wahala"], 1: ["dey", "go", "market"], 2: ["sweet", "good", "love"]}
+
+
+def _write_afrisenti(root, languages=("aaa", "bbb")):
+    rng = random.Random(0)
+    for lang in languages:
+        for split, rows in (("train", 40), ("dev", 15), ("test", 15)):
+            folder = root / "afrisenti" / lang
+            folder.mkdir(parents=True, exist_ok=True)
+            lines = ["tweet\tlabel"]
+            for i in range(rows):
+                label = i % 3
+                words = rng.choices(WORDS[label], k=4) + rng.choices(sum(WORDS.values(), []), k=2)
+                lines.append(f"{lang} {split} {i} {' '.join(words)}\t{['negative', 'neutral', 'positive'][label]}")
+            if split == "train":
+                lines.append("shared text also in test\tneutral")
+            if split == "test":
+                lines.append("shared text also in test\tneutral")
+            (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    zero_shot = root / "afrisenti" / "orm"  # released with a header-only train file, like the real one
+    zero_shot.mkdir()
+    (zero_shot / "train.tsv").write_text("tweet\tlabel\n")
+    for split in ("dev", "test"):
+        (zero_shot / f"{split}.tsv").write_text("tweet\tlabel\nx\tneutral\n")
+
+
+@pytest.fixture(scope="module")
+def afrisenti_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    _write_afrisenti(root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WORKBENCH_DATA", str(root))
+    yield root
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(afrisenti_root):
+    params = study.PROFILES.resolve("smoke", languages=["aaa"], train_rows=100, dev_rows=100, test_rows=100)
+    data = study.load(params)
+    tokenizer, teacher = load_teacher("tiny")
+    config = TrainConfig(epochs=1, lr=1e-3, batch_size=32, patience=1, progress=False)
+    fine_tune_teacher(teacher, tokenizer, data.train["aaa"], data.dev["aaa"], config, int(params["max_length"]))
+    targets = teacher_targets(teacher, tokenizer, data.corpus["text"].tolist(), int(params["max_length"]))
+    return params, data, tokenizer, teacher, targets
+
+
+def test_study_data_keeps_evaluation_text_out_of_training(tiny_run):
+    params, data, *_ = tiny_run
+    assert data.languages == ["aaa"]
+    assert "shared text also in test" not in set(data.corpus["text"])
+    assert set(data.corpus["language"]) == {"aaa", "bbb"}  # unlabelled corpus: every language with train rows
+    assert len(data.train["aaa"]) == 40 and list(data.train_index["aaa"]) == list(range(40))
+    assert data.train["aaa"].attrs["dropped"]["text also in evaluation set"] == 1
+
+
+def test_study_data_subsets_are_stratified(afrisenti_root):
+    data = study.load(study.PROFILES.resolve("smoke", languages=["aaa", "bbb"], train_rows=21, test_rows=9))
+    for lang in ("aaa", "bbb"):
+        assert np.bincount(data.train[lang]["label"], minlength=3).tolist() == [7, 7, 7]  # 14/13/13 rows -> 7 each
+        assert len(data.test[lang]) == 9 and data.test[lang].attrs["dropped"]["subsampled away"] == 16 - 9
+    again = study.load(study.PROFILES.resolve("smoke", languages=["aaa", "bbb"], train_rows=21, test_rows=9))
+    assert again.train["aaa"]["text"].tolist() == data.train["aaa"]["text"].tolist()  # seeded
+    with pytest.raises(ValueError, match="no AfriSenti training data for \\['orm'\\]"):
+        study.load(study.PROFILES.resolve("smoke", languages=["orm"]))
+
+
+def test_two_stage_distillation_is_deterministic(tiny_run):
+    params, data, tokenizer, teacher, targets = tiny_run
+    configs = study.train_configs(params)
+    kwargs = dict(
+        train=data.train,
+        dev=data.dev,
+        test=data.test,
+        target_rows=data.train_index,
+        stage1=configs["stage1"],
+        stage2=configs["stage2"],
+        max_length=int(params["max_length"]),
+        seed=3,
+    )
+    config = study.base_config(params)
+    first = run_distillation(config, teacher, tokenizer, targets, **kwargs)
+    second = run_distillation(config, teacher, tokenizer, targets, **kwargs)
+    assert [r["language"] for r in first.scores] == ["aaa"]
+    assert 0.0 <= first.scores[0]["macro_f1"] <= 1.0
+    assert first.scores == second.scores
+    assert {"stage1_kd", "stage1_attention", "stage2_ce"} <= set(first.loss_terms)
+    assert all(p.grad is None or not p.requires_grad for p in teacher.parameters())
+    ce_only = run_distillation(replace(config, stage2="ce"), teacher, tokenizer, targets, **kwargs)
+    assert "stage2_ce" not in ce_only.loss_terms and "stage1_kd" in ce_only.loss_terms
+
+
+@pytest.fixture(scope="module")
+def study_run(afrisenti_root, tmp_path_factory):
+    params = study.PROFILES.resolve("smoke", sweeps=["ablation"], bench_rounds=1)
+    result = study.run(params, progress=False)
+    report = tmp_path_factory.mktemp("report")
+    result.save(report)
+    return result, report
+
+
+def test_run_rows_tables_and_saved_models(study_run):
+    result, report = study_run
+    metrics = result.metrics
+    assert result.frames.languages == ["aaa", "bbb"]
+    students = metrics[(metrics.model == "student") & metrics.language.notna()]
+    assert set(students.config) == {"hybrid", "kd_only", "attention_only"} and len(students) == 6
+    assert (metrics.model == "teacher").sum() == 2 + 1  # two languages' scores + the efficiency row
+    assert set(metrics[metrics.kind == "efficiency"].model) == {"teacher", "1L-16H-2A"}
+    tables = study.tables(result)
+    assert {"data", "teacher", "efficiency", "ablation", "per_language", "paper", "loss_terms"} <= set(tables)
+    paper = tables["paper"]
+    assert paper.loc["average F1 (x100; ours macro-F1)", "paper student"] == study.PAPER["student_f1"]
+    assert paper.loc["parameters", "our ratio"] == pytest.approx(
+        result.efficiency.loc["1L-16H-2A", "params"] / result.efficiency.loc["teacher", "params"]
+    )
+    hybrid = result.summary.set_index("config").loc["hybrid"]
+    assert result.headline["retention"] == pytest.approx(hybrid["retention"])
+    assert result.notes[: len(study.notes(result.params))] == study.notes(result.params)
+    assert result.verdict in result.notes
+    tokens, maps = study.attention_maps(result)
+    assert maps["teacher"].shape == maps["student"].shape == (len(tokens), len(tokens))
+    saved = json.loads((report / "results.json").read_text())
+    assert saved["study"] == "comet" and saved["parameters"]["sweeps"] == ["ablation"]
+    for name in ("teacher", "student-aaa", "student-bbb", "size-1L-16H-2A"):
+        tokenizer, model = load_classifier(report / "models" / name)
+        assert model.config.num_labels == 3 and tokenizer("x")["input_ids"]
+    result.save(report)  # a second save replaces the models folder
+    assert sorted(p.name for p in (report / "models").iterdir()) == [
+        "size-1L-16H-2A",
+        "student-aaa",
+        "student-bbb",
+        "teacher",
+    ]
+
+
+def test_bench_reads_the_runs_scores_and_times_its_models(study_run, capsys):
+    from workbench.bench.distill import main
+    from workbench.methods.comet import peak_memory_mib
+
+    result, report = study_run
+    assert main(["--from", str(report), "--json", "--rounds", "1", "--no-memory"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("teacher_params", "student_params", "teacher_seq_per_s", "student_seq_per_s", "speedup"):
+        assert out[key] > 0
+    assert out["student_params"] < out["teacher_params"] and out["student_disk_mib"] < out["teacher_disk_mib"]
+    assert out["teacher_peak_mib"] is None  # not measured: null, not NaN, in the JSON
+    assert out["speedup"] == pytest.approx(out["student_seq_per_s"] / out["teacher_seq_per_s"])
+    assert out["retention"] == pytest.approx(result.headline["retention"])  # the run's scores, not re-measured
+    assert out["student_macro_f1"] == pytest.approx(result.headline["student_macro_f1"])
+    assert out["languages"] == ["aaa", "bbb"] and set(out["per_language"]) == {"aaa", "bbb"}
+    assert peak_memory_mib(report / "models" / "teacher", batch_size=4, max_length=8) > 0
+
+
+def test_bench_without_a_saved_run_runs_the_study(afrisenti_root, tmp_path, capsys):
+    from workbench.bench.distill import main
+
+    assert main(["--reports", str(tmp_path), "--json", "--rounds", "1", "--no-memory", "-p", "languages=[bbb]"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == "run now (profile smoke)" and out["languages"] == ["bbb"]
+    assert 0 <= out["retention"] and out["student_params"] < out["teacher_params"]

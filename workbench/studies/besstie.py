@@ -1,0 +1,795 @@
+"""The BESSTIE study: classification heads, CrossTalk multitask with PCGrad, cross-variety and domain-shift matrices,
+and the per-batch training time of each head.
+
+Every experiment trains one head variant (`HEAD_VARIANTS`) on one training set and tests it on BESSTIE's
+validation rows of each variety: the cross-variety matrices train on one variety (Google sentiment, Reddit
+sentiment, Reddit sarcasm), the domain-shift matrices train on Twitter or Bicodemix. Every matrix cell becomes one
+flat metric row. Heads see the encoder's token states: cached once from a frozen encoder (`finetune=False`,
+the `quick` profile) or computed by an encoder fine-tuned end to end with the head (`finetune=True`, `paper`).
+The parameters become explicit head options and a `TrainConfig` in one place (`recipe`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from workbench.data import BESSTIE_VARIETIES, load_besstie, load_bicodemix, load_twitter_entity, remove_overlap
+from workbench.data.besstie import load_besstie_multitask
+from workbench.data.sampling import dev_split, stratified_sample
+from workbench.encoders import load_encoder
+from workbench.methods.heads import CachedStates, FineTunedEncoder
+from workbench.methods.pcgrad import fit_multitask, pcgrad_backward, predict_multitask
+from workbench.profiles import Param, Profiles
+from workbench.registry import build
+from workbench.results import StudyResult, Timings, describe_data
+from workbench.runtime import set_seed, torch_threads
+from workbench.training import TrainConfig, class_weights, classification_metrics, fit, predict, train_step
+
+STUDY = "besstie"
+CROSS_VARIETY_TASKS = (("Sentiment", "Google"), ("Sentiment", "Reddit"), ("Sarcasm", "Reddit"))
+SINGLE_TASK_HEADS = ("linear", "cnn", "bilstm")
+MULTITASK_HEADS = ("crosstalk", "crosstalk+pcgrad")
+HEAD_VARIANTS = SINGLE_TASK_HEADS + MULTITASK_HEADS
+DOMAIN_SOURCES = ("Twitter", "Bicodemix")
+MONITORS = ("loss", "macro_f1", "accuracy", "weighted_f1")
+
+# The paper's numbers (REFERENCES.md). BESSTIE (Srirag et al. 2025), BERT-Large, macro-F1 per task, source and
+# variety, from the authors' Results/ metric.csv files; the figurative-language study's Table I: seconds per
+# training batch (batch 8, T4 GPU, BERT-base fine-tuned, Google sentiment).
+PAPER = {
+    "bert_large_macro_f1": {
+        "Sentiment": {
+            "Google": {"en-AU": 0.935, "en-IN": 0.790, "en-UK": 0.926},
+            "Reddit": {"en-AU": 0.813, "en-IN": 0.731, "en-UK": 0.846},
+        },
+        "Sarcasm": {"Reddit": {"en-AU": 0.627, "en-IN": 0.564, "en-UK": 0.621}},
+    },
+    "seconds_per_batch": {"linear": 0.280, "cnn": 0.312, "bilstm": 0.383},
+}
+
+PROFILES = Profiles(
+    base={
+        "seeds": Param([0], "training seeds: every experiment runs once per seed", kind="list"),
+        "encoder": Param("minilm", "'minilm', 'tiny', or a hub id such as 'bert-base-uncased'"),
+        "finetune": Param(False, "True: fine-tune the encoder with each head; False: frozen, cached token states"),
+        "state_layers": Param(4, "heads read the mean of the encoder's last N layers (1: the final layer)", minimum=1),
+        "linear_pooling": Param(
+            "mean",
+            "Linear head input: 'cls' (the study) or 'mean' (frozen sentence-transformers)",
+            choices=("cls", "mean"),
+        ),
+        "max_length": Param(128, "tokens per text", minimum=1),
+        "heads": Param(list(HEAD_VARIANTS), "head variants of the cross-variety matrices", choices=HEAD_VARIANTS),
+        "varieties": Param(
+            list(BESSTIE_VARIETIES), "BESSTIE varieties to train and test on", choices=BESSTIE_VARIETIES
+        ),
+        "domain_sources": Param(list(DOMAIN_SOURCES), "out-of-domain training sets", choices=DOMAIN_SOURCES),
+        "domain_heads": Param(
+            ["linear", "cnn", "crosstalk", "crosstalk+pcgrad"],
+            "head variants of the domain-shift matrices",
+            choices=HEAD_VARIANTS,
+        ),
+        "twitter_min_words": Param(40, "keep tweets of at least this many words (the study: 40)", minimum=0),
+        "max_train_rows": Param(None, "cap on BESSTIE training rows per slice (None: all)", kind="int", minimum=1),
+        "max_domain_rows": Param(
+            2000, "cap on Twitter / Bicodemix training rows (stratified, seeded)", kind="int", optional=True, minimum=1
+        ),
+        "max_test_rows": Param(None, "cap on BESSTIE test rows per slice (None: all)", kind="int", minimum=1),
+        "dev_fraction": Param(0.1, "share of each training set held out to pick the epoch", minimum=0),
+        "epochs": Param(20, "maximum training epochs", minimum=1),
+        "batch_size": Param(32, "training batch size", minimum=1),
+        "lr": Param(3e-3, "learning rate (AdamW)", minimum=0),
+        "weight_decay": Param(0.01, "AdamW weight decay", minimum=0),
+        "patience": Param(3, "epochs without dev improvement before stopping", minimum=1),
+        # the dev splits are small (95-180 Google rows): their macro-F1 moves in steps of a point and picked
+        # under-trained first epochs; the mean dev loss is a smooth early-stopping signal
+        "monitor": Param("loss", "early stopping on the dev split: 'loss' or a metric", choices=MONITORS),
+        "weighted_loss": Param(True, "class-weighted cross-entropy (w_c = n / (k n_c))"),
+        "dropout": Param(0.1, "dropout in every head", minimum=0),
+        "channels": Param(64, "CNN / CrossTalk convolution channels", minimum=1),
+        "kernel_size": Param(3, "CNN / CrossTalk convolution width", minimum=1),
+        "lstm_hidden": Param(32, "BiLSTM units per direction", minimum=1),
+        "task_dim": Param(32, "CrossTalk sentiment / sarcasm space size", minimum=1),
+        "cross_talk_layers": Param(1, "CrossTalk exchanges between the two task spaces", minimum=0),
+        "seeded_eval_fraction": Param(
+            0.4, "en-IN Google has no train split: share of its rows held out for testing", minimum=0
+        ),
+        "timing_batches": Param(5, "timed training batches per head (after one warm-up batch)", minimum=1),
+        "timing_batch_size": Param(8, "batch size of the timing table (the study's Table I: 8)", minimum=1),
+        "timing_end_to_end": Param(True, "also time encoder + head fine-tuning steps (the study's Table I)"),
+        "torch_threads": Param(
+            1, "intra-op torch threads while training (None: leave as is)", kind="int", optional=True, minimum=1
+        ),
+    },
+    smoke={
+        "encoder": "tiny",
+        "state_layers": 2,
+        "linear_pooling": "cls",
+        "max_length": 32,
+        "max_train_rows": 30,
+        "max_domain_rows": 40,
+        "dev_fraction": 0.2,
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "patience": 2,
+        "channels": 16,
+        "lstm_hidden": 16,
+        "task_dim": 16,
+        "domain_heads": ["linear", "crosstalk+pcgrad"],
+        "twitter_min_words": 5,
+        "timing_batches": 1,
+    },
+    paper={
+        "encoder": "bert-base-uncased",
+        "finetune": True,
+        "state_layers": 1,
+        "linear_pooling": "cls",
+        "max_domain_rows": None,
+        "epochs": 30,
+        "batch_size": 8,
+        "lr": 2e-5,
+        "weight_decay": 0.0,
+        "channels": 256,
+        "lstm_hidden": 256,
+        "task_dim": 128,
+        "domain_heads": list(HEAD_VARIANTS),
+        "timing_batches": 50,
+        "torch_threads": None,
+    },
+)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class StudyData:
+    """Every frame one seed trains or tests on, keyed by what it is, plus how many training rows were removed
+    because their text is an evaluation text."""
+
+    test: dict[tuple[str, str, str], pd.DataFrame]  # (task, source, variety) -> BESSTIE validation rows
+    single_train: dict[tuple[str, str, str], pd.DataFrame]  # (task, source, variety) -> training rows
+    multitask_train: dict[tuple[str, str], pd.DataFrame]  # (source, variety) -> rows with `label` and `sarcasm`
+    domain_train: dict[str, pd.DataFrame]  # "Twitter", "Bicodemix" (sentiment), "Bicodemix-sarcasm", ...
+    removed: dict[str, int] = field(default_factory=dict)
+
+    def texts(self) -> list[str]:
+        frames = [*self.test.values(), *self.single_train.values(), *self.multitask_train.values()]
+        frames += list(self.domain_train.values())
+        return sorted({text for frame in frames for text in frame["text"]})
+
+    def describe(self) -> list[dict[str, object]]:
+        """`describe_data` entries for results.json, one per frame."""
+        out = [describe_data(f"test/{t}/{s}/{v}", f) for (t, s, v), f in self.test.items()]
+        out += [describe_data(f"train/{t}/{s}/{v}", f) for (t, s, v), f in self.single_train.items()]
+        out += [describe_data(f"train/multitask/{s}/{v}", f) for (s, v), f in self.multitask_train.items()]
+        out += [describe_data(f"train/domain/{name}", f) for name, f in self.domain_train.items()]
+        return out
+
+
+def _bicodemix_frames(seed: int, rows: int | None) -> dict[str, pd.DataFrame]:
+    """Bicodemix training frames, all drawn from one seeded subsample of `rows` comments (so each text is encoded
+    once). Its sentiment is 3-class while BESSTIE's is binary: neutral rows are dropped (counted) and
+    negative/positive map to BESSTIE's 0/1; sarcasm (notsarc/sarc) maps to 0/1 as is."""
+    sarcasm = stratified_sample(load_bicodemix("sarcasm", "all"), rows, seed)
+    sentiment = load_bicodemix("sentiment", "all")
+    sentiment = sentiment[sentiment["id"].isin(set(sarcasm["id"]))]
+    binary = sentiment[sentiment["label_name"] != "neutral"].reset_index(drop=True)
+    binary["label"] = (binary["label_name"] == "positive").astype("int64")
+    binary.attrs = {
+        **sentiment.attrs,
+        "label_names": ["negative", "positive"],
+        "dropped": {
+            **sarcasm.attrs["dropped"],
+            "no majority sentiment": len(sarcasm) - len(sentiment),
+            "neutral (BESSTIE is binary)": int((sentiment["label_name"] == "neutral").sum()),
+        },
+    }
+    both = binary.copy()
+    both["sarcasm"] = sarcasm.set_index("id")["label"].loc[both["id"]].to_numpy().astype("int64")
+    both.attrs = binary.attrs
+    return {"Bicodemix": binary, "Bicodemix-sarcasm": sarcasm, "Bicodemix-multitask": both}
+
+
+def load_seed(params: Mapping[str, object], seed: int) -> StudyData:
+    """Every frame one seed needs (the en-IN Google split and the subsamples depend on the seed), with the texts of
+    every evaluation set removed from each training set."""
+    varieties = list(params["varieties"])
+    frac = params["seeded_eval_fraction"]
+    test = {
+        (task, source, var): stratified_sample(
+            load_besstie(task, var, source, "valid", seed=seed, seeded_eval_fraction=frac),
+            params["max_test_rows"],
+            seed,
+        )
+        for task, source in CROSS_VARIETY_TASKS
+        for var in varieties
+    }
+    evaluation = list(test.values())
+    removed: dict[str, int] = {}
+
+    def clean(name: str, frame: pd.DataFrame, rows: int | None) -> pd.DataFrame:
+        frame, removed[name] = remove_overlap(frame, *evaluation)
+        return stratified_sample(frame, rows, seed)
+
+    single = {
+        (task, source, var): clean(
+            f"train/{task}/{source}/{var}",
+            load_besstie(task, var, source, "train", seed=seed, seeded_eval_fraction=frac),
+            params["max_train_rows"],
+        )
+        for task, source in CROSS_VARIETY_TASKS
+        for var in varieties
+    }
+    multitask = {
+        (source, var): clean(
+            f"train/multitask/{source}/{var}",
+            load_besstie_multitask(var, source, "train", seed=seed, seeded_eval_fraction=frac),
+            params["max_train_rows"],
+        )
+        for source in sorted({s for _, s in CROSS_VARIETY_TASKS})
+        for var in varieties
+    }
+    domain: dict[str, pd.DataFrame] = {}
+    if "Twitter" in params["domain_sources"]:
+        twitter = load_twitter_entity("train", ("Negative", "Positive"), min_words=params["twitter_min_words"])
+        unique = twitter.drop_duplicates("text").reset_index(drop=True)  # the file repeats some tweets verbatim
+        unique.attrs = {
+            **twitter.attrs,
+            "dropped": {**twitter.attrs["dropped"], "duplicate text": len(twitter) - len(unique)},
+        }
+        domain["Twitter"] = clean("train/domain/Twitter", unique, params["max_domain_rows"])
+    if "Bicodemix" in params["domain_sources"]:
+        for name, frame in _bicodemix_frames(seed, params["max_domain_rows"]).items():
+            domain[name] = clean(f"train/domain/{name}", frame, None)
+    return StudyData(test=test, single_train=single, multitask_train=multitask, domain_train=domain, removed=removed)
+
+
+def load(params: Mapping[str, object]) -> dict[int, StudyData]:
+    """The study's data for every seed in `params["seeds"]`."""
+    return {int(seed): load_seed(params, int(seed)) for seed in params["seeds"]}
+
+
+# ---------------------------------------------------------------------------------------------- parameters -> setup
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The parameters turned into what the method code takes: constructor options per head variant, the training
+    config (its seed set per run) and the dev fraction. Built once per run by `recipe(params)`."""
+
+    head_options: dict[str, dict[str, object]]
+    config: TrainConfig
+    dev_fraction: float
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return dataclasses.replace(self.config, seed=seed)
+
+
+def head_options(name: str, params: Mapping[str, object]) -> dict[str, object]:
+    """Constructor options of a head variant (`crosstalk+pcgrad` builds a `crosstalk` head) from the parameters."""
+    base = name.split("+")[0]
+    options: dict[str, object] = {"dropout": params["dropout"]}
+    if base in ("cnn", "crosstalk"):
+        options.update(channels=params["channels"], kernel_size=params["kernel_size"])
+    if base == "linear":
+        options["pooling"] = params["linear_pooling"]
+    if base == "bilstm":
+        options["lstm_hidden"] = params["lstm_hidden"]
+    if base == "crosstalk":
+        options.update(task_dim=params["task_dim"], layers=params["cross_talk_layers"])
+    return options
+
+
+def train_config(params: Mapping[str, object], seed: int = 0, progress: bool = False) -> TrainConfig:
+    """The `TrainConfig` of every head from the parameters."""
+    return TrainConfig(
+        epochs=params["epochs"],
+        lr=params["lr"],
+        batch_size=params["batch_size"],
+        weight_decay=params["weight_decay"],
+        patience=params["patience"],
+        seed=seed,
+        weighted_loss=params["weighted_loss"],
+        monitor=params["monitor"],
+        progress=progress,
+    )
+
+
+def recipe(params: Mapping[str, object]) -> Recipe:
+    """The one translation of the parameters into head options and a training config."""
+    variants = dict.fromkeys([*params["heads"], *params["domain_heads"]])
+    return Recipe(
+        head_options={v: head_options(v, params) for v in variants},
+        config=train_config(params),
+        dev_fraction=float(params["dev_fraction"]),
+    )
+
+
+def make_inputs(
+    params: Mapping[str, object], texts: Sequence[str], progress: bool = True
+) -> CachedStates | FineTunedEncoder:
+    """The inputs of the heads for these parameters: cached frozen states, or an encoder to fine-tune.
+
+    A hub encoder (paper profile) fails offline with `EncoderUnavailable`, which names the offline default.
+    """
+    encoder = load_encoder(params["encoder"])
+    if params["finetune"]:
+        return FineTunedEncoder(encoder, params["max_length"], params["state_layers"])
+    return CachedStates(encoder, texts, params["max_length"], progress, params["state_layers"])
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def _build_head(variant: str, inputs, setup: Recipe) -> nn.Module:
+    options = setup.head_options.get(variant)
+    if options is None:
+        raise KeyError(f"head variant {variant!r} is not in this run's heads or domain_heads")
+    return build("head", variant.split("+")[0], inputs.hidden_size, 2, **options)
+
+
+@dataclass
+class TrainedHead:
+    """A trained head variant and what to read its predictions with."""
+
+    variant: str
+    model: nn.Module
+    best_epoch: int
+    train_rows: int
+    history: pd.DataFrame
+
+    @property
+    def multitask(self) -> bool:
+        return self.variant in MULTITASK_HEADS
+
+    def predict(self, inputs, frame: pd.DataFrame, task: str = "Sentiment") -> np.ndarray:
+        """Predicted labels for `frame` (for multitask heads: from the sentiment or the sarcasm output)."""
+        if self.multitask:
+            data = inputs.dataset(frame, ["label", "label"])
+            logits = predict_multitask(self.model, data, 2, collate_fn=inputs.collate)[0 if task == "Sentiment" else 1]
+        else:
+            logits = predict(self.model, inputs.dataset(frame, ["label"]), collate_fn=inputs.collate)
+        return logits.argmax(-1)
+
+
+def train_head(
+    variant: str, inputs, frame: pd.DataFrame, setup: Recipe, seed: int, label_column: str = "label"
+) -> TrainedHead:
+    """Train one head variant on `frame` (multitask variants need `label` and `sarcasm` columns), keeping the
+    epoch chosen by `setup.config.monitor` on a seeded dev split of `frame`."""
+    set_seed(seed)
+    train, dev = dev_split(frame, setup.dev_fraction, seed, label_column)
+    model = inputs.model(_build_head(variant, inputs, setup))
+    config = setup.train_config(seed)
+    if variant in MULTITASK_HEADS:
+        columns = ["label", "sarcasm"]
+        history = fit_multitask(
+            model,
+            inputs.dataset(train, columns),
+            inputs.dataset(dev, columns),
+            config,
+            pcgrad=variant.endswith("+pcgrad"),
+            collate_fn=inputs.collate,
+            task_names=("sentiment", "sarcasm"),
+        )
+    else:
+        history = fit(
+            model,
+            inputs.dataset(train, [label_column]),
+            inputs.dataset(dev, [label_column]),
+            config,
+            collate_fn=inputs.collate,
+            num_classes=2,
+        )
+    return TrainedHead(variant, model, history.best_epoch, len(train), history.frame())
+
+
+def _cell(
+    trained: TrainedHead, inputs, data: StudyData, task: str, source: str, test_variety: str, train_variety: str, **keys
+) -> dict[str, object]:
+    """One matrix cell as a metric row: `trained` scored on BESSTIE's `task`/`source`/`test_variety` test rows.
+    `seeded_split` marks cells that touch the seeded en-IN Google split (in training or in testing)."""
+    test = data.test[task, source, test_variety]
+    predicted = trained.predict(inputs, test, task)
+    scores = classification_metrics(test["label"].to_numpy(), predicted, labels=[0, 1])
+    return {
+        **keys,
+        "source": source,
+        "train_variety": train_variety,
+        "test_variety": test_variety,
+        "in_variety": train_variety == test_variety,
+        "seeded_split": source == "Google" and "en-IN" in (train_variety, test_variety),
+        "task": task,
+        "head": trained.variant,
+        "macro_f1": scores["macro_f1"],
+        "accuracy": scores["accuracy"],
+        "train_rows": trained.train_rows,
+        "test_rows": len(test),
+        "best_epoch": trained.best_epoch,
+    }
+
+
+def _progress(items: list, desc: str, progress: bool) -> Iterable:
+    return tqdm(items, desc=desc, disable=not progress)
+
+
+def run_cross_variety(
+    data: StudyData,
+    inputs,
+    setup: Recipe,
+    heads: Sequence[str],
+    varieties: Sequence[str],
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict[str, object]]:
+    """Train each head variant on each variety and test on every variety: one metric row per matrix cell.
+
+    Single-task heads train per task; a CrossTalk variant trains once per (source, variety) on rows with both
+    labels and fills the sentiment matrix of that source and, for Reddit, the sarcasm matrix too.
+    """
+    jobs: list[tuple[str, str, str | None, str]] = []  # (variant, source, task or None for multitask, variety)
+    for variant in heads:
+        if variant in MULTITASK_HEADS:
+            jobs += [(variant, source, None, var) for source in ("Google", "Reddit") for var in varieties]
+        else:
+            jobs += [(variant, source, task, var) for task, source in CROSS_VARIETY_TASKS for var in varieties]
+    rows = []
+    for variant, source, task, train_var in _progress(jobs, "cross-variety", progress):
+        if task is None:
+            trained = train_head(variant, inputs, data.multitask_train[source, train_var], setup, seed)
+            tasks = [t for t, s in CROSS_VARIETY_TASKS if s == source]
+        else:
+            trained = train_head(variant, inputs, data.single_train[task, source, train_var], setup, seed)
+            tasks = [task]
+        common = dict(experiment="cross_variety", train_source=source, seed=seed)
+        rows += [_cell(trained, inputs, data, t, source, v, train_var, **common) for t in tasks for v in varieties]
+    return rows
+
+
+def run_domain_shift(
+    data: StudyData,
+    inputs,
+    setup: Recipe,
+    heads: Sequence[str],
+    varieties: Sequence[str],
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict[str, object]]:
+    """Train on Twitter (sentiment) and Bicodemix (sentiment, sarcasm, and both for CrossTalk) and test, without
+    adaptation, on every BESSTIE variety and source: sentiment on Google and Reddit, sarcasm on Reddit."""
+    jobs: list[tuple[str, str, str]] = []  # (variant, training frame name, task or "both")
+    for variant in heads:
+        if variant in MULTITASK_HEADS:
+            if "Bicodemix-multitask" in data.domain_train:
+                jobs.append((variant, "Bicodemix-multitask", "both"))
+            continue
+        if "Twitter" in data.domain_train:
+            jobs.append((variant, "Twitter", "Sentiment"))
+        if "Bicodemix" in data.domain_train:
+            jobs += [(variant, "Bicodemix", "Sentiment"), (variant, "Bicodemix-sarcasm", "Sarcasm")]
+    rows = []
+    for variant, name, task in _progress(jobs, "domain shift", progress):
+        trained = train_head(variant, inputs, data.domain_train[name], setup, seed)
+        tasks = ["Sentiment", "Sarcasm"] if task == "both" else [task]
+        origin = name.split("-")[0]  # Twitter, Bicodemix
+        common = dict(experiment="domain_shift", train_source=origin, seed=seed)
+        slices = [(t, s, v) for t, s in CROSS_VARIETY_TASKS if t in tasks for v in varieties]
+        rows += [_cell(trained, inputs, data, t, s, v, origin, **common) for t, s, v in slices]
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+def seconds_per_batch(
+    variant: str, inputs, frame: pd.DataFrame, setup: Recipe, batches: int, batch_size: int = 8, seed: int = 0
+) -> float:
+    """Average wall seconds of one training step (`workbench.training.train_step`: forward, backward or PCGrad's
+    backward, AdamW update) of a head variant at `batch_size`, over `batches` batches of `frame` after one warm-up
+    batch. Multitask variants need `sarcasm` labels."""
+    set_seed(seed)
+    multitask = variant in MULTITASK_HEADS
+    columns = ["label", "sarcasm"] if multitask else ["label"]
+    model = inputs.model(_build_head(variant, inputs, setup))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=setup.config.lr)
+    data = inputs.dataset(frame.iloc[: (batches + 1) * batch_size], columns)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=inputs.collate)
+    criteria = [nn.CrossEntropyLoss(weight=class_weights(frame[c].to_numpy(), 2)) for c in columns]
+    generator = torch.Generator().manual_seed(seed)
+    n = len(columns)
+
+    def losses(m: nn.Module, batch: tuple) -> list[torch.Tensor]:
+        outputs = m(*batch[:-n])
+        outputs = outputs if multitask else (outputs,)
+        return [c(o, y) for c, o, y in zip(criteria, outputs, batch[-n:])]
+
+    def pcgrad(task_losses: list[torch.Tensor], parameters: Sequence[nn.Parameter]) -> dict[str, float]:
+        return pcgrad_backward(task_losses, parameters, generator)
+
+    backward = pcgrad if variant.endswith("+pcgrad") else None
+    steps = list(loader)
+    for batch in steps[:1]:  # warm-up
+        train_step(model, batch, losses, optimizer, params, backward=backward)
+    start = time.perf_counter()
+    for batch in steps[1:]:
+        train_step(model, batch, losses, optimizer, params, backward=backward)
+    return (time.perf_counter() - start) / max(len(steps) - 1, 1)
+
+
+def run_timing(
+    data: StudyData, inputs, setup: Recipe, params: Mapping[str, object], seed: int = 0, progress: bool = True
+) -> list[dict[str, object]]:
+    """Seconds per training batch (batch `timing_batch_size`) for every head variant, all in this run, on en-UK
+    (else the first variety) Google training rows: heads alone on cached states, and (when
+    `timing_end_to_end`) with the encoder fine-tuned, which is what the study's Table I measures."""
+    variety = "en-UK" if ("Google", "en-UK") in data.multitask_train else params["varieties"][0]
+    frame = data.multitask_train["Google", variety]
+    modes = [("fine-tune encoder + head", inputs)] if inputs.finetune else [("head on cached states", inputs)]
+    if not inputs.finetune and params["timing_end_to_end"]:
+        modes.append(("fine-tune encoder + head", FineTunedEncoder(inputs.encoder, inputs.max_length, inputs.layers)))
+    batches, batch_size = params["timing_batches"], params["timing_batch_size"]
+    rows = []
+    jobs = [(mode, source, v) for mode, source in modes for v in params["heads"]]
+    for mode, source, variant in _progress(jobs, "timing", progress):
+        rows.append(
+            {
+                "experiment": "timing",
+                "head": variant,
+                "mode": mode,
+                "encoder": inputs.encoder.name,
+                "seconds_per_batch": seconds_per_batch(variant, source, frame, setup, batches, batch_size, seed),
+                "batch_size": batch_size,
+                "batches": batches,
+                "train_variety": variety,
+                "source": "Google",
+                "seed": seed,
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- whole study
+
+
+@dataclass
+class BesstieResult(StudyResult):
+    """One run of the study: flat metric rows (cross-variety and domain-shift cells, timing rows), data
+    descriptions, step timings, notes, and how many training rows per set were removed as evaluation texts."""
+
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+def notes(params: Mapping[str, object]) -> list[str]:
+    """What this run is and how it differs from the study, derived from the parameters it used."""
+    layers = (
+        "the final layer" if params["state_layers"] == 1 else f"the mean of the last {params['state_layers']} layers"
+    )
+    out = []
+    if params["encoder"] == "tiny":
+        out.append("Encoder 'tiny' is a small randomly initialised BERT: its scores and figures mean nothing.")
+    if params["finetune"]:
+        out.append(
+            f"Encoder {params['encoder']} fine-tuned end to end with each head (a fresh copy per head), heads reading "
+            f"{layers}'s token states; max_length {params['max_length']} tokens."
+        )
+    else:
+        out.append(
+            f"Encoder {params['encoder']} frozen: token states ({layers}) computed once for max_length "
+            f"{params['max_length']} tokens and cached; only the heads are trained (the study fine-tunes BERT end "
+            "to end)."
+        )
+    if params["linear_pooling"] == "mean":
+        out.append("The Linear head reads the mean of the real tokens' states instead of the [CLS] state.")
+    out.append(
+        f"Training: AdamW lr {params['lr']:g}, weight decay {params['weight_decay']:g}, batch {params['batch_size']}, "
+        f"up to {params['epochs']} epochs, early stopping on the dev {params['monitor']} (patience "
+        f"{params['patience']}), {'class-weighted' if params['weighted_loss'] else 'unweighted'} cross-entropy; "
+        f"heads: {params['channels']} conv channels, {params['lstm_hidden']} LSTM units, {params['task_dim']}-d "
+        f"CrossTalk spaces ({params['cross_talk_layers']} exchange(s)), dropout {params['dropout']:g}."
+    )
+    out.append(
+        "Cross-variety cells are tested on BESSTIE's official validation rows; the epoch kept is chosen on a seeded "
+        f"dev split ({params['dev_fraction']:.0%}) of each training set, never on the test rows."
+    )
+    if "en-IN" in params["varieties"]:
+        out.append(
+            "en-IN Google has no official train split: a seeded stratified split of its validation rows stands in "
+            f"({params['seeded_eval_fraction']:.0%} held out for testing); cells using it have seeded_split=True."
+        )
+    if any(h in MULTITASK_HEADS for h in [*params["heads"], *params["domain_heads"]]):
+        few = (
+            ", so for en-IN Google (seeded split of the validation rows) only a handful of rows have both labels"
+            if "en-IN" in params["varieties"]
+            else ""
+        )
+        out.append(
+            f"CrossTalk trains on rows that carry both labels: BESSTIE mostly labels different texts per task{few}."
+        )
+    if params["max_train_rows"] is not None:
+        out.append(f"BESSTIE training sets subsampled to at most {params['max_train_rows']} rows (stratified, seeded).")
+    if params["max_test_rows"] is not None:
+        out.append(f"BESSTIE test slices subsampled to at most {params['max_test_rows']} rows (stratified, seeded).")
+    if params["domain_sources"]:
+        capped = (
+            f", subsampled to at most {params['max_domain_rows']} rows (stratified, seeded)"
+            if params["max_domain_rows"] is not None
+            else ""
+        )
+        out.append(f"Domain shift: training on {' and '.join(params['domain_sources'])}{capped}.")
+        missing = [h for h in HEAD_VARIANTS if h not in params["domain_heads"]]
+        if missing:
+            out.append(f"Domain shift without the {', '.join(missing)} head(s).")
+    if "Twitter" in params["domain_sources"]:
+        out.append(f"Twitter: positive / negative tweets of at least {params['twitter_min_words']} words.")
+    if "Bicodemix" in params["domain_sources"]:
+        out.append(
+            "Bicodemix sentiment is 3-class; BESSTIE is binary: Bicodemix neutral rows are dropped, negative/positive "
+            "map to 0/1. Domain-shift sarcasm is tested on BESSTIE Reddit only."
+        )
+    seeds = list(params["seeds"])
+    out.append(f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)} run{'s' if len(seeds) > 1 else ''} per cell).")
+    return out
+
+
+def headline(metrics: pd.DataFrame) -> dict[str, float]:
+    """The few numbers a report index shows: in-variety Linear-head macro-F1 on Google sentiment, the mean
+    in-variety macro-F1 per head over all three tasks."""
+    out: dict[str, float] = {}
+    cv = metrics[(metrics["experiment"] == "cross_variety") & metrics["in_variety"].astype(bool)]
+    for var in ("en-AU", "en-UK"):
+        cell = cv[
+            (cv["head"] == "linear")
+            & (cv["task"] == "Sentiment")
+            & (cv["source"] == "Google")
+            & (cv["test_variety"] == var)
+        ]
+        if len(cell):
+            out[f"google_sentiment_{var}_linear_macro_f1"] = float(cell["macro_f1"].mean())
+    for head, value in cv.groupby("head")["macro_f1"].mean().items():
+        out[f"mean_in_variety_macro_f1_{head}"] = float(value)
+    return out
+
+
+def run(params: Mapping[str, object], data: dict[int, StudyData] | None = None, progress: bool = True) -> BesstieResult:
+    """Load data (unless given), prepare the heads' inputs, and run cross-variety, domain shift and timing for every
+    seed."""
+    with torch_threads(params["torch_threads"]):
+        return _run(params, data, progress)
+
+
+def _run(params: Mapping[str, object], data: dict[int, StudyData] | None, progress: bool) -> BesstieResult:
+    setup = recipe(params)
+    varieties = list(params["varieties"])
+    timings, rows, described, removed = Timings(), [], [], {}
+    for seed in params["seeds"]:
+        seed = int(seed)
+        with timings("load data"):
+            seed_data = data[seed] if data is not None else load_seed(params, seed)
+        with timings("encode (token states)"):
+            inputs = make_inputs(params, seed_data.texts(), progress)
+        with timings("cross-variety"):
+            rows += run_cross_variety(seed_data, inputs, setup, params["heads"], varieties, seed, progress)
+        with timings("domain shift"):
+            rows += run_domain_shift(seed_data, inputs, setup, params["domain_heads"], varieties, seed, progress)
+        with timings("timing table"):
+            rows += run_timing(seed_data, inputs, setup, params, seed, progress)
+        if not described:
+            described, removed = seed_data.describe(), dict(seed_data.removed)
+    metrics = pd.DataFrame(rows)
+    removed_note = (
+        f"Training texts that also occur in any evaluation slice were removed: {sum(removed.values())} rows in all "
+        "(per training set in data[].dropped)."
+    )
+    return BesstieResult(
+        study=STUDY,
+        params=dict(params),
+        metrics=metrics,
+        data=described,
+        timings=dict(timings),
+        notes=[*notes(params), removed_note],
+        headline=headline(metrics),
+        removed=removed,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def paper_bert_large(task: str, source: str, variety: str) -> float:
+    """The BESSTIE paper's BERT-Large macro-F1 of one slice (NaN where the paper has none)."""
+    return PAPER["bert_large_macro_f1"].get(task, {}).get(source, {}).get(variety, np.nan)
+
+
+def paper_comparison(metrics: pd.DataFrame) -> pd.DataFrame:
+    """In-variety macro-F1 of every head beside the BESSTIE paper's BERT-Large, per task, source and variety."""
+    rows = metrics[(metrics["experiment"] == "cross_variety") & metrics["in_variety"].astype(bool)]
+    table = rows.pivot_table(
+        index=["task", "source", "test_variety"], columns="head", values="macro_f1", aggfunc="mean"
+    )
+    table.insert(0, "paper BERT-Large", [paper_bert_large(t, s, v) for t, s, v in table.index])
+    return table
+
+
+def generalisation_gap_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per task, source and head: mean in-variety macro-F1, mean cross-variety (off-diagonal) macro-F1, and the
+    drop between them."""
+    rows = metrics[metrics["experiment"] == "cross_variety"]
+    table = rows.pivot_table(
+        index=["task", "source", "head"], columns="in_variety", values="macro_f1", aggfunc="mean"
+    ).rename(columns={True: "in-variety", False: "cross-variety"})
+    table["drop"] = table["in-variety"] - table["cross-variety"]
+    return table[["in-variety", "cross-variety", "drop"]]
+
+
+def timing_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per training batch: head (rows) x mode (columns), and the paper's Table I (T4 GPU, BERT-base)."""
+    rows = metrics[metrics["experiment"] == "timing"]
+    table = rows.pivot_table(index="head", columns="mode", values="seconds_per_batch", aggfunc="mean")
+    table["paper (T4, BERT-base)"] = [PAPER["seconds_per_batch"].get(head, np.nan) for head in table.index]
+    return table
+
+
+def data_table(result: BesstieResult) -> pd.DataFrame:
+    """Rows per training and test slice, the rows removed because their text is an evaluation text, every other
+    drop, and the seeded en-IN Google rows."""
+    table = pd.DataFrame(result.data).set_index("name")
+    table["removed (text in evaluation)"] = [d.get("text also in evaluation set", 0) for d in table["dropped"]]
+    columns = ["rows", "labels", "removed (text in evaluation)", "dropped"]
+    return table[columns + (["seeded_split_rows"] if "seeded_split_rows" in table else [])]
+
+
+def tables(result: BesstieResult) -> dict[str, pd.DataFrame]:
+    """The tables the notebook shows: data slices, the paper comparison, the generalisation gap, the timing table
+    (with the paper's Table I) and the seconds each step of the run took."""
+    metrics = result.metrics
+    return {
+        "data": data_table(result),
+        "paper": paper_comparison(metrics),
+        "generalisation_gap": generalisation_gap_table(metrics),
+        "timing": timing_table(metrics),
+        "steps": pd.Series(result.timings, name="seconds").to_frame(),
+    }
+
+
+__all__ = [
+    "CROSS_VARIETY_TASKS",
+    "HEAD_VARIANTS",
+    "MULTITASK_HEADS",
+    "PAPER",
+    "PROFILES",
+    "STUDY",
+    "BesstieResult",
+    "Recipe",
+    "StudyData",
+    "generalisation_gap_table",
+    "head_options",
+    "headline",
+    "load",
+    "load_seed",
+    "make_inputs",
+    "notes",
+    "paper_comparison",
+    "recipe",
+    "run",
+    "run_cross_variety",
+    "run_domain_shift",
+    "run_timing",
+    "seconds_per_batch",
+    "tables",
+    "timing_table",
+    "train_config",
+    "train_head",
+]

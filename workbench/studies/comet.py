@@ -1,0 +1,785 @@
+"""Comet study (AfroXLMR-Comet, arXiv 2502.18020): how much of a sentiment teacher's macro-F1 a compact distilled
+student keeps on AfriSenti, and how much faster it runs on a CPU.
+
+`run` fine-tunes one multilingual teacher on the pooled labelled train subsets of the evaluated languages (early
+stopping on their pooled dev subsets), freezes it, runs it once over the unlabelled distillation corpus (train
+tweets of every AfriSenti language, labels dropped), then runs each recipe of the sweep (`sweep_configs`: the
+default hybrid recipe, KD-only / attention-only ablation, temperature, alpha, attention layer, projection and
+student size, one knob at a time) through both stages for every language, scores the students on each language's
+test subset, and times the teacher against one saved student per size in this process. The method itself lives in
+`workbench.methods.comet`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from workbench.data import AFRISENTI_LABELS, afrisenti_languages, concat_frames, load_afrisenti, remove_overlap
+from workbench.data.sampling import stratified_sample
+from workbench.encoders import OFFLINE_DEFAULT
+from workbench.methods.comet import (
+    ATTENTION_LAYERS,
+    KD_LOSSES,
+    STAGE2_MODES,
+    STUDENT_INITS,
+    DistillConfig,
+    DistillRun,
+    StudentSpec,
+    efficiency,
+    fine_tune_teacher,
+    head_mean_attention,
+    load_teacher,
+    projection_memory_mib,
+    projection_parameters,
+    retention,
+    run_distillation,
+    save_models,
+    score,
+    teacher_targets,
+)
+from workbench.profiles import Param, Profiles
+from workbench.registry import names
+from workbench.results import StudyResult, Timings, describe_data
+from workbench.runtime import set_seed, torch_threads
+from workbench.training import TrainConfig
+
+STUDY = "comet"
+SWEEPS = ("ablation", "temperature", "alpha", "attention_layer", "projection", "student_size")
+TARGET_SPEEDUP = 5.0  # the study's goal: a student at least 5x faster (throughput, batch 32) ...
+TARGET_RETENTION = 0.9  # ... that keeps at least 90% of the teacher's macro-F1
+TIMING_TEXTS_PER_LANGUAGE = 64
+
+PROFILES = Profiles(
+    base={
+        "seed": Param(0, "seed of the row sampling, the teacher's head, the students and their training", minimum=0),
+        "torch_threads": Param(
+            1,
+            "intra-op torch threads for the run (1 is much faster on a busy shared CPU); None: torch's default",
+            optional=True,
+            minimum=1,
+        ),
+        "teacher": Param(OFFLINE_DEFAULT, "teacher encoder: minilm (offline default), tiny, a local folder or hub id"),
+        "languages": Param(
+            ["hau", "ibo", "kin", "pcm", "yor"],
+            "AfriSenti languages to fine-tune and score; None: the first `max_languages` with training rows",
+            optional=True,
+        ),
+        "max_languages": Param(5, "how many languages when `languages` is None", minimum=1),
+        "max_length": Param(32, "tokens per tweet (L of the L x L attention maps)", minimum=2),
+        "train_rows": Param(600, "stratified labelled train rows per language; None: all", optional=True, minimum=1),
+        "dev_rows": Param(
+            200, "stratified dev rows per language (early stopping); None: all", optional=True, minimum=1
+        ),
+        "test_rows": Param(500, "stratified test rows per language; None: all", optional=True, minimum=1),
+        "corpus_rows": Param(
+            200,
+            "unlabelled train tweets of each other language in the distillation corpus; None: all",
+            optional=True,
+            minimum=1,
+        ),
+        "student_layers": Param(2, "student transformer layers (paper: 6)", minimum=1),
+        "student_hidden": Param(128, "student hidden size (paper: 256)", minimum=1),
+        "student_heads": Param(4, "student attention heads (paper: 8)", minimum=1),
+        "student_init": Param("auto", "student initialisation: auto | pca | teacher | random", choices=STUDENT_INITS),
+        "extra_student_sizes": Param([[1, 64, 2]], "[layers, hidden, heads] of each extra student in the size sweep"),
+        "temperature": Param(2.0, "KD temperature T of the default recipe (paper: 2)", minimum=0.01),
+        "alpha": Param(0.5, "weight of the KD term; 1 - alpha weighs the attention term (paper: 0.5)", minimum=0.0),
+        "kd": Param("kd", "KD direction: kd = KL(p_t || p_s) (usual), kd_reverse = KL(p_s || p_t)", choices=KD_LOSSES),
+        "attention_layer": Param("final", "attention map matched: final | upper_middle", choices=ATTENTION_LAYERS),
+        "projection": Param(
+            "identity",
+            "projection P of the student's map: identity | faithful | low_rank",
+            choices=lambda: names("projection"),
+        ),
+        "projection_rank": Param(16, "rank of the low_rank projection", minimum=1),
+        "stage2": Param("ce+distill", "per-language stage: ce+distill | ce", choices=STAGE2_MODES),
+        "sweeps": Param(list(SWEEPS), "sweeps run around the default recipe (which always runs)", choices=SWEEPS),
+        "temperatures": Param([1.0, 1.5, 2.0, 3.0, 4.0], "temperatures of the temperature sweep"),
+        "alphas": Param([0.3, 0.5, 0.7], "alphas of the alpha sweep"),
+        "batch_size": Param(32, "training batch size (teacher and students)", minimum=1),
+        "teacher_epochs": Param(2, "teacher fine-tuning epochs", minimum=1),
+        "teacher_lr": Param(1e-4, "teacher fine-tuning learning rate", minimum=0.0),
+        "teacher_freeze_embeddings": Param(True, "keep the teacher's word embeddings fixed while fine-tuning it"),
+        "stage1_epochs": Param(1, "stage 1 (unlabelled corpus) epochs", minimum=1),
+        "stage1_lr": Param(1e-3, "stage 1 learning rate", minimum=0.0),
+        "stage2_epochs": Param(3, "stage 2 (per-language) epochs", minimum=1),
+        "stage2_lr": Param(5e-4, "stage 2 learning rate", minimum=0.0),
+        "patience": Param(2, "early-stopping patience (epochs without dev macro-F1 gain)", minimum=1),
+        "bench_rounds": Param(5, "interleaved timing rounds of the speed comparison (median kept)", minimum=1),
+        "measure_memory": Param(True, "measure peak memory in a fresh process per model"),
+    },
+    smoke=dict(
+        teacher="tiny",
+        languages=None,
+        max_languages=3,
+        max_length=16,
+        student_layers=1,
+        student_hidden=16,
+        student_heads=2,
+        extra_student_sizes=[[1, 8, 2]],
+        train_rows=24,
+        dev_rows=12,
+        test_rows=16,
+        corpus_rows=16,
+        teacher_epochs=1,
+        teacher_lr=1e-3,
+        stage2_epochs=1,
+        stage2_lr=1e-3,
+        patience=1,
+        bench_rounds=2,
+        measure_memory=False,
+    ),
+    quick={},
+    paper=dict(
+        torch_threads=None,
+        teacher="Davlan/afro-xlmr-large",
+        languages=["amh", "arq", "ary", "hau", "ibo", "kin", "pcm", "por", "swa", "tso", "twi", "yor"],
+        max_languages=12,
+        max_length=128,
+        projection="faithful",
+        student_layers=6,
+        student_hidden=256,
+        student_heads=8,
+        extra_student_sizes=[],
+        train_rows=None,
+        dev_rows=None,
+        test_rows=None,
+        corpus_rows=None,
+        teacher_epochs=3,
+        teacher_lr=1e-5,
+        teacher_freeze_embeddings=False,
+        stage1_epochs=3,
+        stage1_lr=5e-4,
+        stage2_epochs=5,
+        stage2_lr=5e-5,
+        bench_rounds=20,
+    ),
+)
+
+# AfroXLMR-Comet's published numbers (REFERENCES.md): AfroXLMR-large teacher, 6L-256H-8A student, T and alpha,
+# average F1 on AfriSenti (x100), latency and memory.
+PAPER: dict[str, float] = {
+    "teacher_params": 559e6,
+    "teacher_layers": 24,
+    "teacher_hidden": 1024,
+    "teacher_heads": 16,
+    "student_params": 69e6,
+    "student_layers": 6,
+    "student_hidden": 256,
+    "student_heads": 8,
+    "temperature": 2.0,
+    "alpha": 0.5,
+    "teacher_f1": 73.22,
+    "student_f1": 65.28,
+    "retention": 0.89,
+    "teacher_latency_ms": 294.0,
+    "student_latency_ms": 14.0,
+    "teacher_memory_mb": 2100.0,  # 2.1 GB
+    "student_memory_mb": 263.0,
+}
+PAPER_STUDENT = StudentSpec(int(PAPER["student_layers"]), int(PAPER["student_hidden"]), int(PAPER["student_heads"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CometData:
+    """Per-language labelled subsets and the unlabelled distillation corpus (train tweets of all languages)."""
+
+    languages: list[str]
+    train: dict[str, pd.DataFrame]
+    dev: dict[str, pd.DataFrame]
+    test: dict[str, pd.DataFrame]
+    corpus: pd.DataFrame  # text, language; the first rows are the labelled train subsets, in language order
+    train_index: dict[str, np.ndarray] = field(default_factory=dict)  # each train subset's rows in `corpus`
+
+
+def load(params: Mapping[str, object]) -> CometData:
+    """Stratified seeded subsets per language; every training and corpus text that also appears in an evaluation
+    split of an evaluated language is removed (counted in `attrs['dropped']`)."""
+    seed = int(params["seed"])
+    present = [lang for lang in afrisenti_languages() if len(load_afrisenti(lang, "train"))]
+    languages = list(params["languages"] or present[: int(params["max_languages"])])
+    missing = [lang for lang in languages if lang not in present]
+    if missing:
+        raise ValueError(f"no AfriSenti training data for {missing}; languages with training rows: {present}")
+    train, dev, test = {}, {}, {}
+    for lang in languages:
+        dev[lang] = stratified_sample(load_afrisenti(lang, "dev"), params["dev_rows"], seed)
+        test[lang] = stratified_sample(load_afrisenti(lang, "test"), params["test_rows"], seed)
+    evaluation = [*dev.values(), *test.values()]
+    for lang in languages:
+        clean, _ = remove_overlap(load_afrisenti(lang, "train"), *evaluation)
+        train[lang] = stratified_sample(clean, params["train_rows"], seed)
+    extra = []
+    for lang in present:
+        if lang not in languages:
+            clean, _ = remove_overlap(load_afrisenti(lang, "train"), *evaluation)
+            extra.append(stratified_sample(clean, params["corpus_rows"], seed))
+    parts = [train[lang] for lang in languages] + extra
+    corpus = concat_frames(parts)[["text", "language"]].reset_index(drop=True)
+    offsets = np.cumsum([0] + [len(train[lang]) for lang in languages])
+    index = {lang: np.arange(offsets[i], offsets[i + 1]) for i, lang in enumerate(languages)}
+    return CometData(languages, train, dev, test, corpus, index)
+
+
+def timing_texts(data: CometData) -> list[str]:
+    """The texts the speed comparison runs on: the first test tweets of every language."""
+    return [t for lang in data.languages for t in data.test[lang]["text"].tolist()[:TIMING_TEXTS_PER_LANGUAGE]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recipes and training settings, from the parameters (the one place they are translated)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def base_config(params: Mapping[str, object]) -> DistillConfig:
+    """The default recipe `hybrid` (T=2, alpha=0.5, final layer, identity projection unless overridden)."""
+    spec = StudentSpec(int(params["student_layers"]), int(params["student_hidden"]), int(params["student_heads"]))
+    return DistillConfig(
+        name="hybrid",
+        student=spec,
+        temperature=float(params["temperature"]),
+        alpha=float(params["alpha"]),
+        kd=str(params["kd"]),
+        attention_layer=str(params["attention_layer"]),
+        projection=str(params["projection"]),
+        projection_rank=int(params["projection_rank"]),
+        stage2=str(params["stage2"]),
+        init=str(params["student_init"]),
+    )
+
+
+def sweep_configs(params: Mapping[str, object]) -> list[tuple[str, DistillConfig]]:
+    """(experiment, config) pairs of the sweeps in `params["sweeps"]`, each changing one knob of the default recipe.
+
+    The default recipe appears once (experiment `ablation`, name `hybrid`), first, whatever the sweeps; a swept
+    value equal to the default's is not run twice."""
+    base = base_config(params)
+    sweeps = set(params["sweeps"])
+    out = [("ablation", base)]
+    if "ablation" in sweeps:
+        out += [
+            ("ablation", replace(base, name="kd_only", alpha=1.0)),
+            ("ablation", replace(base, name="attention_only", alpha=0.0)),
+        ]
+    if "temperature" in sweeps:
+        out += [("temperature", replace(base, name=f"T={t:g}", temperature=float(t))) for t in params["temperatures"]]
+    if "alpha" in sweeps:
+        out += [("alpha", replace(base, name=f"alpha={a:g}", alpha=float(a))) for a in params["alphas"]]
+    if "attention_layer" in sweeps:
+        other_layer = "upper_middle" if base.attention_layer == "final" else "final"
+        out.append(("attention_layer", replace(base, name=f"layer={other_layer}", attention_layer=other_layer)))
+    if "projection" in sweeps:
+        for kind in names("projection"):
+            if kind != base.projection:
+                out.append(("projection", replace(base, name=f"projection={kind}", projection=kind)))
+    if "student_size" in sweeps:
+        for layers, hidden, heads in params["extra_student_sizes"]:
+            spec = StudentSpec(int(layers), int(hidden), int(heads))
+            out.append(("student_size", replace(base, name=f"student={spec.label}", student=spec)))
+    unique: dict[DistillConfig, tuple[str, DistillConfig]] = {}
+    for experiment, config in out:  # the default T / alpha / projection would repeat the base recipe
+        key = replace(config, name="")
+        if key not in unique:
+            unique[key] = (experiment, config)
+    return list(unique.values())
+
+
+def train_configs(params: Mapping[str, object], progress: bool = False) -> dict[str, TrainConfig]:
+    """The `TrainConfig` of the teacher's fine-tuning, of stage 1 and of stage 2 (one progress bar: the teacher's)."""
+    common = dict(batch_size=int(params["batch_size"]), patience=int(params["patience"]), seed=int(params["seed"]))
+    return {
+        "teacher": TrainConfig(
+            epochs=int(params["teacher_epochs"]), lr=float(params["teacher_lr"]), progress=progress, **common
+        ),
+        "stage1": TrainConfig(
+            epochs=int(params["stage1_epochs"]), lr=float(params["stage1_lr"]), progress=False, **common
+        ),
+        "stage2": TrainConfig(
+            epochs=int(params["stage2_epochs"]), lr=float(params["stage2_lr"]), progress=False, **common
+        ),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rows and summaries
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def metric_rows(experiment: str, run: DistillRun, seed: int, max_length: int) -> list[dict[str, object]]:
+    """One flat row per language: the recipe, its test metrics, sizes, projection memory and stage seconds."""
+    recipe = run.config.row()
+    recipe["config"] = recipe.pop("name")
+    extra = {
+        "student_params": run.student_params,
+        "projection_params": run.projection_params,
+        "projection_train_mib": projection_memory_mib(run.config.projection, max_length, run.config.projection_rank),
+        "projection_params_at_L128": projection_parameters(run.config.projection, 128, run.config.projection_rank),
+        "stage1_seconds": run.seconds["stage1"],
+        "stage2_seconds": run.seconds["stage2"],
+        **run.loss_terms,
+    }
+    return [
+        {"experiment": experiment, "model": "student", "seed": seed, **recipe, **scores, **extra}
+        for scores in run.scores
+    ]
+
+
+def recipe_summary(students: pd.DataFrame, teacher: pd.DataFrame) -> pd.DataFrame:
+    """Per recipe: mean macro / weighted F1 over languages and retention against the teacher on the same languages
+    (ratio of means, like the paper)."""
+    teacher_f1 = teacher.set_index("language")["macro_f1"]
+    teacher_wf1 = teacher.set_index("language")["weighted_f1"]
+    rows = []
+    keys = ["experiment", "config", "student", "projection", "temperature", "alpha", "attention_layer", "kd"]
+    for key, group in students.groupby(keys, sort=False):
+        langs = group["language"]
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "languages": len(group),
+                "student_macro_f1": group["macro_f1"].mean(),
+                "student_weighted_f1": group["weighted_f1"].mean(),
+                "teacher_macro_f1": teacher_f1[langs].mean(),
+                "retention": retention(group["macro_f1"], teacher_f1[langs]),
+                "weighted_retention": retention(group["weighted_f1"], teacher_wf1[langs]),
+                "student_params": group["student_params"].iloc[0],
+                "projection_params": group["projection_params"].iloc[0],
+                "projection_train_mib": group["projection_train_mib"].iloc[0],
+                "projection_params_at_L128": group["projection_params_at_L128"].iloc[0],
+                "stage1_seconds": group["stage1_seconds"].iloc[0],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def best_recipe(summary: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The recipe that meets both targets with the highest retention, else the best trade-off (retention x speed-up
+    capped at the target), and a one-line verdict. `summary` needs `speedup` and `retention` columns."""
+    meeting = summary[(summary.speedup >= TARGET_SPEEDUP) & (summary.retention >= TARGET_RETENTION)]
+    if len(meeting):
+        best = meeting.sort_values("retention", ascending=False).iloc[0]
+        verdict = (
+            f"{len(meeting)} recipe(s) reach >= {TARGET_SPEEDUP:g}x speed-up with >= {TARGET_RETENTION:.0%} macro-F1 "
+            f"retention; best: {best.config} ({best.student}): {best.speedup:.1f}x faster, retention "
+            f"{best.retention:.3f}."
+        )
+    else:
+        ranked = summary.assign(score=summary.retention * summary.speedup.clip(upper=TARGET_SPEEDUP))
+        best = ranked.sort_values("score", ascending=False).iloc[0]
+        verdict = (
+            f"No recipe reaches both targets; best trade-off: {best.config} ({best.student}): {best.speedup:.1f}x, "
+            f"retention {best.retention:.3f}."
+        )
+    return best, verdict
+
+
+def per_language_scores(metrics: pd.DataFrame, config: str = "hybrid") -> pd.DataFrame:
+    """Teacher and student (recipe `config`) test macro / weighted F1 per language, from a run's metric rows (the
+    rows of `CometResult.metrics` or of its results.json), in the run's language order."""
+    rows = metrics[metrics["language"].notna()] if "language" in metrics else metrics.iloc[:0]
+    teacher = rows[rows["model"] == "teacher"].set_index("language")
+    student = rows[(rows["model"] == "student") & (rows["config"] == config)].set_index("language")
+    out = pd.DataFrame(index=teacher.index.rename("language"))
+    for who, frame in (("teacher", teacher), ("student", student)):
+        for metric in ("macro_f1", "weighted_f1"):
+            out[f"{who}_{metric}"] = frame[metric].reindex(out.index)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CometResult(StudyResult):
+    """A run's metric rows plus what the views need: the data, the teacher's history and scores, the per-language
+    student rows (`student_rows`), one summary row per recipe (`summary`, with speed-ups), the efficiency table
+    (one row per timed model), the verdict, and the models themselves (teacher, tokenizer, the hybrid recipe's
+    per-language students, one student per size), which `save` writes under `<report_dir>/models`."""
+
+    frames: CometData | None = None
+    teacher_history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    teacher_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    student_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict: str = ""
+    teacher_model: object = None
+    tokenizer: object = None
+    students: dict[str, object] = field(default_factory=dict)
+    size_students: dict[str, object] = field(default_factory=dict)
+
+    def save(self, report_dir: str | Path | None) -> Path:
+        """Write `results.json`, and the teacher, the hybrid students (`student-<lang>`) and one student per size
+        (`size-<label>`) as Hugging Face folders with the tokenizer under `models/` (replaced as a whole)."""
+        path = super().save(report_dir)
+        if self.teacher_model is not None:
+            models = {"teacher": self.teacher_model}
+            models.update({f"student-{lang}": m for lang, m in self.students.items()})
+            models.update({f"size-{label}": m for label, m in self.size_students.items()})
+            target = path.parent / "models"
+            staging = Path(tempfile.mkdtemp(prefix=".models.", dir=path.parent))
+            save_models(staging, models, self.tokenizer)
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=".models-old.", dir=path.parent))
+                os.replace(target, old / "models")
+                shutil.rmtree(old)
+            os.replace(staging, target)
+        return path
+
+
+def run(params: Mapping[str, object], data: CometData | None = None, progress: bool = True) -> CometResult:
+    """Teacher fine-tuning, teacher targets, every recipe of the sweep for every language, and the speed / memory
+    comparison of the teacher against one student per size; see the module docstring."""
+    with torch_threads(params["torch_threads"]):
+        return _run(dict(params), data, progress)
+
+
+def _run(params: dict[str, object], data: CometData | None, progress: bool) -> CometResult:
+    seed, length = int(params["seed"]), int(params["max_length"])
+    set_seed(seed)
+    timings = Timings()
+    with timings("data"):
+        data = data if data is not None else load(params)
+    configs = train_configs(params, progress)
+    with timings("teacher_fine_tune"):
+        tokenizer, teacher = load_teacher(str(params["teacher"]), num_labels=len(AFRISENTI_LABELS), seed=seed)
+        history = fine_tune_teacher(
+            teacher,
+            tokenizer,
+            concat_frames(list(data.train.values())),
+            concat_frames(list(data.dev.values())),
+            configs["teacher"],
+            length,
+            freeze_embeddings=bool(params["teacher_freeze_embeddings"]),
+        )
+    teacher_scores = pd.DataFrame(
+        [{"language": lang, **score(teacher, tokenizer, data.test[lang], length)} for lang in data.languages]
+    )
+    with timings("teacher_targets"):
+        targets = teacher_targets(teacher, tokenizer, data.corpus["text"].tolist(), length)
+
+    runs: dict[str, DistillRun] = {}
+    rows: list[dict[str, object]] = []
+    for experiment, config in tqdm(sweep_configs(params), desc="recipes", disable=not progress):
+        with timings(f"distill:{config.name}"):
+            recipe_run = run_distillation(
+                config,
+                teacher,
+                tokenizer,
+                targets,
+                train=data.train,
+                dev=data.dev,
+                test=data.test,
+                target_rows=data.train_index,
+                stage1=configs["stage1"],
+                stage2=configs["stage2"],
+                max_length=length,
+                seed=seed,
+            )
+        runs[config.name] = recipe_run
+        rows += metric_rows(experiment, recipe_run, seed, length)
+        if config.name != "hybrid":  # keep memory low: one student per recipe is enough to time its size
+            recipe_run.students = {lang: s for lang, s in recipe_run.students.items() if lang == data.languages[0]}
+    student_rows = pd.DataFrame(rows)
+    summary = recipe_summary(student_rows, teacher_scores)
+
+    size_students: dict[str, object] = {}
+    for recipe_run in runs.values():
+        size_students.setdefault(recipe_run.config.student.label, next(iter(recipe_run.students.values())))
+    with timings("efficiency"), tempfile.TemporaryDirectory() as tmp:
+        dirs = save_models(tmp, {"teacher": teacher, **size_students}, tokenizer)
+        measured = efficiency(
+            dirs, timing_texts(data), length, int(params["bench_rounds"]), memory=bool(params["measure_memory"])
+        )
+    summary["speedup"] = summary["student"].map(lambda s: measured[s]["speedup"])
+    summary["latency_speedup"] = summary["student"].map(lambda s: measured[s]["latency_speedup"])
+    best, verdict = best_recipe(summary)
+    hybrid = summary[summary.config == "hybrid"].iloc[0]
+    headline_student = runs["hybrid"].config.student.label
+
+    teacher_rows = [
+        {"model": "teacher", "experiment": "teacher", "config": "teacher", "seed": seed, **r}
+        for r in teacher_scores.to_dict("records")
+    ]
+    summary_rows = [{"model": "student", "kind": "summary", "seed": seed, **r} for r in summary.to_dict("records")]
+    efficiency_rows = [{"kind": "efficiency", "model": name, "seed": seed, **row} for name, row in measured.items()]
+    data_rows = [
+        describe_data(f"afrisenti-{lang}-{split}", getattr(data, split)[lang])
+        for lang in data.languages
+        for split in ("train", "dev", "test")
+    ]
+    data_rows.append(
+        {
+            "name": "distillation-corpus",
+            "rows": len(data.corpus),
+            "languages": data.corpus["language"].value_counts().to_dict(),
+        }
+    )
+    run_notes = notes(params) + [
+        f"Speed measured with {torch.get_num_threads()} torch thread(s) on this machine.",
+        verdict,
+    ]
+    return CometResult(
+        study=STUDY,
+        params=params,
+        metrics=pd.DataFrame(teacher_rows + rows + summary_rows + efficiency_rows),
+        data=data_rows,
+        timings=dict(timings),
+        notes=run_notes,
+        headline={
+            "teacher_macro_f1": hybrid["teacher_macro_f1"],
+            "student_macro_f1": hybrid["student_macro_f1"],
+            "retention": hybrid["retention"],
+            "speedup": measured[headline_student]["speedup"],
+            "best_config": best.config,
+            "best_retention": best.retention,
+            "best_speedup": best.speedup,
+        },
+        frames=data,
+        teacher_history=history,
+        teacher_scores=teacher_scores,
+        student_rows=student_rows,
+        summary=summary,
+        efficiency=pd.DataFrame(measured).T,
+        verdict=verdict,
+        teacher_model=teacher,
+        tokenizer=tokenizer,
+        students=dict(runs["hybrid"].students),
+        size_students=size_students,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Notes, tables, views
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def notes(params: Mapping[str, object]) -> list[str]:
+    """What this run is and how it differs from the paper, derived from the parameters it used."""
+    p = params
+    out = []
+    teacher = str(p["teacher"])
+    if teacher == "tiny":
+        out.append("Tiny randomly initialised teacher on a few rows: the numbers and figures of this run mean nothing.")
+    if teacher == PROFILES.defaults("paper")["teacher"]:
+        out.append(f"Teacher {teacher}: the paper's AfroXLMR-large ({PAPER['teacher_params'] / 1e6:.0f}M parameters).")
+    else:
+        out.append(
+            f"Teacher {teacher}, not the paper's AfroXLMR-large ({PAPER['teacher_params'] / 1e6:.0f}M parameters): "
+            "compare ratios (retention, speed-up) with the paper's, not absolute F1."
+        )
+    spec = StudentSpec(int(p["student_layers"]), int(p["student_hidden"]), int(p["student_heads"]))
+    student = f"Default student {spec.label}"
+    if spec == PAPER_STUDENT:
+        student += " as in the paper"
+    else:
+        student += f" (paper: {PAPER_STUDENT.label}, {PAPER['student_params'] / 1e6:.0f}M parameters)"
+    if "student_size" in p["sweeps"] and p["extra_student_sizes"]:
+        student += "; size sweep: " + ", ".join(StudentSpec(*map(int, s)).label for s in p["extra_student_sizes"])
+    out.append(student + f"; initialisation {p['student_init']}.")
+    if float(p["temperature"]) == PAPER["temperature"] and float(p["alpha"]) == PAPER["alpha"]:
+        out.append(f"Default recipe T = {float(p['temperature']):g}, alpha = {float(p['alpha']):g}, as in the paper.")
+    else:
+        out.append(
+            f"Default recipe T = {float(p['temperature']):g}, alpha = {float(p['alpha']):g} (paper: T = "
+            f"{PAPER['temperature']:g}, alpha = {PAPER['alpha']:g})."
+        )
+    if p["languages"]:
+        out.append(f"Languages: {', '.join(p['languages'])}.")
+    else:
+        out.append(f"Languages: the first {p['max_languages']} AfriSenti languages with training rows.")
+    sizes = [p["train_rows"], p["dev_rows"], p["test_rows"], p["corpus_rows"]]
+    if any(v is not None for v in sizes):
+        out.append(
+            "Stratified subsets per language: train / dev / test rows "
+            + " / ".join("all" if v is None else str(v) for v in sizes[:3])
+            + f"; {'all' if sizes[3] is None else sizes[3]} unlabelled train tweets of each other language in the "
+            "distillation corpus."
+        )
+    else:
+        out.append("All AfriSenti rows of every language (no subsets).")
+    length = int(p["max_length"])
+    text = f"Sequences truncated / padded to {length} tokens"
+    if p["projection"] == "faithful":
+        text += f"; the faithful projection has {projection_parameters('faithful', length):,} parameters at this length"
+    out.append(text + ".")
+    out.append(
+        f"Epochs teacher / stage 1 / stage 2: {p['teacher_epochs']} / {p['stage1_epochs']} / {p['stage2_epochs']} "
+        f"(early stopping after {p['patience']} epoch(s) without dev macro-F1 gain; stage 1 has no dev set)."
+    )
+    if p["teacher_freeze_embeddings"]:
+        out.append("The teacher's word embeddings stay frozen while it is fine-tuned (saves CPU time).")
+    if p["kd"] == "kd":
+        out.append(
+            "KL is KL(p_teacher || p_student) * T^2 (the usual KD direction); the issue's literal KL(p_s || p_t) is "
+            "kd='kd_reverse'."
+        )
+    else:
+        out.append("KL is the literal KL(p_student || p_teacher) * T^2 (kd_reverse, mode-seeking).")
+    out.append(
+        f"Attention term: the {p['attention_layer']} layer's head-mean map through the {p['projection']} projection."
+    )
+    out.append("Stage 1 KD uses the multilingual teacher's sentiment logits on unlabelled tweets (labels unused).")
+    if p["stage2"] == "ce":
+        out.append("Stage 2 trains on weighted cross-entropy alone (no distillation term).")
+    else:
+        out.append("Stage 2 trains on weighted cross-entropy plus the distillation loss.")
+    missing = [s for s in SWEEPS if s not in p["sweeps"]]
+    if missing:
+        out.append(f"Sweeps not run: {', '.join(missing)}.")
+    speed = (
+        f"Speed: forward pass only, sdpa attention, {p['bench_rounds']} interleaved round(s) in one process "
+        "(median kept; a shared CPU makes absolute times noisy, ratios less so)"
+    )
+    if p["torch_threads"]:
+        speed += f"; torch threads set to {p['torch_threads']}"
+    if p["measure_memory"]:
+        speed += ". Memory: peak RSS growth of a fresh process, one batch-32 forward."
+    else:
+        speed += ". Peak memory not measured (measure_memory is off)."
+    out.append(speed)
+    return out
+
+
+def paper_comparison(result: CometResult) -> pd.DataFrame:
+    """The paper's teacher and student beside ours (default recipe), with student / teacher ratios."""
+    hybrid = result.summary[result.summary.config == "hybrid"].iloc[0]
+    teacher_row, student_row = result.efficiency.loc["teacher"], result.efficiency.loc[hybrid["student"]]
+    comparison = pd.DataFrame(
+        {
+            "paper teacher (AfroXLMR-large)": [
+                PAPER["teacher_params"],
+                None,
+                PAPER["teacher_latency_ms"],
+                None,
+                PAPER["teacher_memory_mb"],
+                PAPER["teacher_f1"],
+            ],
+            "paper student": [
+                PAPER["student_params"],
+                None,
+                PAPER["student_latency_ms"],
+                None,
+                PAPER["student_memory_mb"],
+                PAPER["student_f1"],
+            ],
+            "ours teacher": [
+                teacher_row["params"],
+                teacher_row["disk_mib"],
+                teacher_row["latency_ms"],
+                teacher_row["seq_per_s"],
+                teacher_row["peak_mib"],
+                100 * hybrid["teacher_macro_f1"],
+            ],
+            "ours student": [
+                student_row["params"],
+                student_row["disk_mib"],
+                student_row["latency_ms"],
+                student_row["seq_per_s"],
+                student_row["peak_mib"],
+                100 * hybrid["student_macro_f1"],
+            ],
+        },
+        index=[
+            "parameters",
+            "disk MiB",
+            "latency ms (batch 1)",
+            "throughput seq/s (batch 32)",
+            "memory (paper MB, ours peak MiB)",
+            "average F1 (x100; ours macro-F1)",
+        ],
+        dtype=float,
+    )
+    comparison["paper ratio"] = comparison["paper student"] / comparison["paper teacher (AfroXLMR-large)"]
+    comparison["our ratio"] = comparison["ours student"] / comparison["ours teacher"]
+    return comparison
+
+
+def tables(result: CometResult) -> dict[str, pd.DataFrame]:
+    """The notebook's tables: data sizes, corpus, teacher history and scores, efficiency, one per sweep (with the
+    default recipe as reference row), per-language macro-F1, loss-term magnitudes and the paper comparison."""
+    data, summary, students = result.frames, result.summary, result.student_rows
+    out: dict[str, pd.DataFrame] = {}
+    if data is not None:
+        out["data"] = pd.DataFrame(
+            {
+                lang: {"train": len(data.train[lang]), "dev": len(data.dev[lang]), "test": len(data.test[lang])}
+                for lang in data.languages
+            }
+        ).T
+        out["corpus"] = data.corpus["language"].value_counts().to_frame("corpus tweets").T
+    out["teacher_history"] = result.teacher_history
+    out["teacher"] = result.teacher_scores
+    out["efficiency"] = result.efficiency
+    base = summary[summary.config == "hybrid"]
+    out["ablation"] = summary[summary.experiment == "ablation"][
+        ["config", "student_macro_f1", "student_weighted_f1", "retention", "weighted_retention"]
+    ]
+    per_language = students.pivot_table(index="config", columns="language", values="macro_f1", sort=False)
+    per_language.loc["teacher"] = result.teacher_scores.set_index("language")["macro_f1"]
+    out["per_language"] = per_language
+    for knob in ("temperature", "alpha"):
+        table = pd.concat([base, summary[summary.experiment == knob]]).sort_values(knob)
+        out[knob] = table[[knob, "config", "student_macro_f1", "student_weighted_f1", "retention"]]
+    out["attention_layer"] = pd.concat([base, summary[summary.experiment == "attention_layer"]])[
+        ["config", "attention_layer", "student_macro_f1", "retention"]
+    ]
+    out["projection"] = pd.concat([base, summary[summary.experiment == "projection"]])[
+        [
+            "config",
+            "projection",
+            "projection_params",
+            "projection_train_mib",
+            "projection_params_at_L128",
+            "stage1_seconds",
+            "student_macro_f1",
+            "retention",
+        ]
+    ]
+    out["loss_terms"] = students[students.config == "hybrid"].filter(regex="^stage[12]_(kd|attention|ce)$").iloc[:1].T
+    out["paper"] = paper_comparison(result)
+    return out
+
+
+def sweep_rows(result: CometResult, experiment: str) -> pd.DataFrame:
+    """Per-language student rows of one sweep plus the default recipe's (the reference point), for sweep figures."""
+    rows = result.student_rows
+    return rows[(rows.experiment == experiment) | (rows.config == "hybrid")]
+
+
+def attention_maps(
+    result: CometResult, language: str | None = None, text: str | None = None, layer: str = "final"
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """(tokens, {"teacher": map, "student": map}): head-mean attention of the teacher and of the default recipe's
+    student for `language` (default: the first) on `text` (default: that language's first test tweet)."""
+    data = result.frames
+    language = language or data.languages[0]
+    text = text if text is not None else data.test[language]["text"].iloc[0]
+    length = int(result.params["max_length"])
+    tokens, teacher_map = head_mean_attention(result.teacher_model, result.tokenizer, text, layer, length)
+    student = result.students[language].student
+    _, student_map = head_mean_attention(student, result.tokenizer, text, layer, length)
+    return tokens, {"teacher": teacher_map, "student": student_map}
+
+
+def example_text(result: CometResult, language: str | None = None) -> tuple[str, str]:
+    """(language, text) that `attention_maps` shows by default."""
+    language = language or result.frames.languages[0]
+    return language, result.frames.test[language]["text"].iloc[0]

@@ -1,0 +1,811 @@
+"""MAGE study (arXiv 2502.17987): does augmenting AfriSenti sentence embeddings help a small classifier, and does
+weighting the original and augmented embeddings with multi-head attention help further?
+
+Per language and seed (`run_language`): sentence embeddings of cleaned tweets (`load`), standardised with training
+statistics only; augmenters (`workbench.methods.mage`) fitted on the training embeddings only (checked); then every
+planned experiment (`plan_experiments`): the ablation (each augmentation configuration × classifier, without and
+with attention), a sweep of the number of heads and a sweep of the linear-noise range. Classifiers train with
+class-weighted cross-entropy and early stopping on dev weighted-F1 (the AfriSenti ranking metric). Baselines: no
+augmentation (same classifiers) and TF-IDF + logistic regression on the text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.sparse import hstack
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import StandardScaler
+
+from workbench.data import AFRISENTI_LABELS, afrisenti_languages, load_afrisenti, remove_overlap
+from workbench.data.sampling import split_indices, stratified_sample
+from workbench.methods.mage import (
+    CLASSIFIERS,
+    EmbeddingAugmenter,
+    MageClassifier,
+    evaluation_views,
+    fit_augmenters,
+    predict_logits,
+    train_classifier,
+    training_views,
+)
+from workbench.methods.probe import sklearn_probe
+from workbench.preprocess import CleaningConfig, clean_tweets
+from workbench.profiles import Param, ParameterError, Profiles
+from workbench.registry import build, names
+from workbench.results import StudyResult, Timings, describe_data
+from workbench.runtime import set_seed, torch_threads
+from workbench.studies.tables import compare_arms, mean_std_text, summarise
+from workbench.training import TrainConfig, classification_metrics
+
+STUDY = "mage"
+METRICS = ("accuracy", "macro_f1", "weighted_f1", "precision", "recall")
+# Ablation configurations: which augmenters feed a run. "mage" is the paper's set {original, linear, AE, VAE}.
+CONFIGS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "linear": ("linear",),
+    "ae": ("ae",),
+    "dae": ("dae",),
+    "vae": ("vae",),
+    "mage": ("linear", "ae", "vae"),
+    "all": ("linear", "ae", "dae", "vae"),
+}
+AUGMENTED_CONFIGS = tuple(name for name, members in CONFIGS.items() if members)
+DATA_SEED = 0  # the smoke profile's row cap draws the same rows for every seed: the splits are the official ones
+PAPER_ENCODER = "castorini/afriberta_large"
+
+
+def _afrisenti_codes() -> list[str]:
+    """The official AfriSenti language codes, plus any other language folder present in the data."""
+    from workbench.data.download import AFRISENTI_SHA256
+
+    return sorted(set(AFRISENTI_SHA256) | set(afrisenti_languages()))
+
+
+PROFILES = Profiles(
+    base={
+        "languages": Param(["kin", "swa", "tso"], "AfriSenti language codes, e.g. [hau]", choices=_afrisenti_codes),
+        "encoder": Param("minilm", "sentence encoder: minilm (offline), tiny (tests), or a hub id / local folder"),
+        "pooling": Param("mean", "sentence vector: mean over tokens or the [CLS] state", choices=("mean", "cls")),
+        "max_length": Param(128, "tokens per tweet", minimum=1),
+        "cleaning": Param(
+            CleaningConfig().as_dict(), "tweet cleaning switches: lowercase, punctuation, urls, mentions, emojis"
+        ),
+        "max_rows_per_split": Param(None, "stratified cap on rows per split; None: all", kind="int", minimum=1),
+        "seeds": Param([0, 1, 2], "seeds (initialisation, augmentation draws); the splits stay the official ones"),
+        "configs": Param(
+            list(CONFIGS), "ablation configurations (which augmenters feed a run)", choices=tuple(CONFIGS)
+        ),
+        "classifiers": Param(list(CLASSIFIERS), "classifiers on the (weighted) embedding", choices=CLASSIFIERS),
+        "heads": Param(4, "attention heads of the ablation runs with attention", minimum=1),
+        "head_sweep": Param([2, 4, 8], "numbers of heads swept on head_sweep_config"),
+        "head_sweep_config": Param("mage", "configuration of the heads sweep", choices=AUGMENTED_CONFIGS),
+        "noise_range": Param([-0.1, 0.1], "[low, high] of the linear augmentation (standardised units)"),
+        "noise_sweep": Param(
+            [[-0.05, 0.05], [-0.1, 0.1], [-0.25, 0.25], [-0.5, 0.5], [0.0, 0.2]],
+            "[low, high] ranges swept for the linear augmentation alone (no attention)",
+        ),
+        "noise_sweep_classifiers": Param(["logreg"], "classifiers of the noise sweep", choices=CLASSIFIERS),
+        "ae_bottleneck": Param(32, "autoencoder and denoising autoencoder bottleneck (d→b→d)", minimum=1),
+        "dae_noise_std": Param(0.5, "std of the denoising autoencoder's Gaussian corruption", minimum=0.0),
+        "vae_latent": Param(256, "VAE latent dimensions (d→latent→d)", minimum=1),
+        "vae_beta": Param(1.0, "weight of the VAE's KL term", minimum=0.0),
+        "augmenter_epochs": Param(20, "training epochs of the autoencoders (no early stopping)", minimum=1),
+        "augmenter_batch_size": Param(128, "autoencoder batch size", minimum=1),
+        "augmenter_lr": Param(2e-3, "autoencoder learning rate (AdamW)", minimum=0.0),
+        "attention_dim": Param(64, "size of each head's scoring projection", minimum=1),
+        "lstm_hidden": Param(128, "LSTM hidden size", minimum=1),
+        "dropout": Param(0.1, "dropout before the LSTM's output layer", minimum=0.0),
+        "epochs": Param(15, "classifier epochs (most; early stopping on dev)", minimum=1),
+        "patience": Param(3, "epochs without dev improvement before stopping", minimum=1),
+        "batch_size": Param(256, "classifier batch size", minimum=1),
+        "lr": Param(2e-3, "classifier learning rate (AdamW)", minimum=0.0),
+        "weight_decay": Param(0.01, "AdamW weight decay (classifiers and autoencoders)", minimum=0.0),
+        "monitor": Param(
+            "weighted_f1", "dev metric for early stopping (loss: mean dev loss)", choices=(*METRICS, "loss")
+        ),
+        "tfidf_baseline": Param(True, "also run TF-IDF + logistic regression on the cleaned text"),
+        "projection_points": Param(150, "training examples in the embedding-space projections", minimum=2),
+        "projections": Param(["pca", "tsne"], "projections of the embedding-space figure", choices=("pca", "tsne")),
+        "torch_threads": Param(1, "torch threads for training (small models: 1 is fastest); 0: leave as is", minimum=0),
+    },
+    smoke=dict(
+        languages=["kin"],
+        encoder="tiny",
+        max_rows_per_split=30,
+        seeds=[0, 1],
+        head_sweep=[2, 4],
+        noise_sweep=[[-0.1, 0.1], [-0.5, 0.5]],
+        augmenter_epochs=2,
+        augmenter_batch_size=16,
+        augmenter_lr=1e-3,
+        epochs=2,
+        patience=2,
+        batch_size=16,
+        lr=1e-3,
+        projection_points=12,
+        projections=["pca"],
+    ),
+    quick={},
+    paper=dict(
+        encoder=PAPER_ENCODER,
+        seeds=[0, 1, 2, 3, 4],
+        noise_sweep_classifiers=list(CLASSIFIERS),
+        augmenter_epochs=100,
+        augmenter_batch_size=32,
+        augmenter_lr=1e-3,
+        epochs=100,
+        patience=10,
+        batch_size=32,
+        lr=1e-3,
+    ),
+)
+
+# The paper's numbers (REFERENCES.md, "MAGE"): AfriBERTa embeddings, LSTM or logistic regression, kin / swa / tso.
+PAPER: dict[str, float] = {
+    "baseline accuracy": 0.568,
+    "best gain, accuracy points": 3.64,
+    "attention gain with VAE, points": 0.40,
+    "attention gain with DAE, points": 1.21,
+    "kin tweets (train+dev+test)": 5155,
+    "tso tweets (train+dev+test)": 1258,
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class EmbeddedSplits:
+    """One language's embeddings and labels per split, plus the cleaned texts (for the TF-IDF baseline)."""
+
+    language: str
+    train: np.ndarray
+    train_labels: np.ndarray
+    dev: np.ndarray
+    dev_labels: np.ndarray
+    test: np.ndarray
+    test_labels: np.ndarray
+    train_texts: list[str] = field(default_factory=list)
+    test_texts: list[str] = field(default_factory=list)
+    label_names: list[str] = field(default_factory=lambda: list(AFRISENTI_LABELS))
+
+
+@dataclass
+class MageData:
+    """What `run` needs: each language's embedded splits, the data descriptions for results.json, and timings."""
+
+    splits: dict[str, EmbeddedSplits]
+    descriptions: list[dict[str, object]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def cleaning_config(params: Mapping[str, object]) -> CleaningConfig:
+    """The `cleaning` knob as a CleaningConfig; an unknown switch is a ParameterError naming the known ones."""
+    switches = dict(params["cleaning"])
+    known = set(CleaningConfig().as_dict())
+    unknown = sorted(set(switches) - known)
+    if unknown:
+        raise ParameterError(f"parameter 'cleaning': unknown switch {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return CleaningConfig(**{k: bool(v) for k, v in switches.items()})
+
+
+def prepare_language(
+    language: str, params: Mapping[str, object], encoder=None
+) -> tuple[EmbeddedSplits, list[dict[str, object]]]:
+    """Load a language's official splits, optionally cap their rows (stratified), clean the tweets, drop training
+    rows whose cleaned text is in dev or test, embed, and describe the data for results.json."""
+    from workbench.encoders import embed_texts
+
+    cleaning = cleaning_config(params)
+    frames, official = {}, {}
+    for split in ("train", "dev", "test"):
+        frame = load_afrisenti(language, split)
+        if frame.empty:
+            raise ValueError(f"AfriSenti {language!r} has no {split} rows (orm and tir have no training data)")
+        official[split] = len(frame)
+        frame = stratified_sample(frame, params["max_rows_per_split"], DATA_SEED)
+        cleaned = frame.copy()
+        cleaned.attrs = dict(frame.attrs)
+        cleaned["raw_text"] = frame["text"]
+        cleaned["text"] = clean_tweets(frame["text"], cleaning)
+        frames[split] = cleaned
+    frames["train"], removed = remove_overlap(frames["train"], frames["dev"], frames["test"])
+    embed = {
+        split: embed_texts(
+            list(f["text"]),
+            encoder if encoder is not None else str(params["encoder"]),
+            pooling=str(params["pooling"]),
+            max_length=int(params["max_length"]),
+            progress=False,
+        )
+        for split, f in frames.items()
+    }
+    splits = EmbeddedSplits(
+        language=language,
+        train=embed["train"],
+        train_labels=frames["train"]["label"].to_numpy(np.int64),
+        dev=embed["dev"],
+        dev_labels=frames["dev"]["label"].to_numpy(np.int64),
+        test=embed["test"],
+        test_labels=frames["test"]["label"].to_numpy(np.int64),
+        train_texts=list(frames["train"]["text"]),
+        test_texts=list(frames["test"]["text"]),
+        label_names=list(frames["train"].attrs.get("label_names", AFRISENTI_LABELS)),
+    )
+    described = [
+        describe_data(
+            f"afrisenti/{language}/{split}",
+            frame,
+            rows_in_file=official[split],
+            empty_after_cleaning=int((frame["text"] == "").sum()),
+            **({"removed_overlap_with_dev_test": removed} if split == "train" else {}),
+        )
+        for split, frame in frames.items()
+    ]
+    return splits, described
+
+
+def load(params: Mapping[str, object]) -> MageData:
+    """Every language's embedded splits (the encoder loads once; embeddings are cached on disk)."""
+    from workbench.encoders import load_encoder
+
+    timings = Timings()
+    with timings("load encoder"):
+        encoder = load_encoder(str(params["encoder"]))
+    splits, descriptions = {}, []
+    for language in params["languages"]:
+        with timings(f"embed {language}"):
+            splits[language], described = prepare_language(language, params, encoder)
+        descriptions += described
+    return MageData(splits, descriptions, dict(timings))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Experiments
+
+
+def _range(value: Sequence[float]) -> tuple[float, float]:
+    low, high = (float(v) for v in value)
+    return low, high
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One classifier run: which augmenters, which classifier, with or without attention (heads), which noise."""
+
+    study: str
+    config: str
+    classifier: str
+    heads: int = 0
+    noise_range: tuple[float, float] | None = None
+
+    @property
+    def attention(self) -> bool:
+        return self.heads > 0
+
+    @property
+    def augmenters(self) -> tuple[str, ...]:
+        return CONFIGS[self.config]
+
+
+def plan_experiments(params: Mapping[str, object]) -> list[Experiment]:
+    """Ablation (every config × classifier, with and without attention), heads sweep, linear-noise sweep."""
+    heads = int(params["heads"])
+    noise = _range(params["noise_range"])
+    plan = []
+    for config in params["configs"]:
+        for classifier in params["classifiers"]:
+            plan.append(Experiment("ablation", config, classifier, 0, noise))
+            if CONFIGS[config]:
+                plan.append(Experiment("ablation", config, classifier, heads, noise))
+    for h in params["head_sweep"]:
+        if int(h) != heads:
+            plan += [Experiment("heads", params["head_sweep_config"], c, int(h), noise) for c in params["classifiers"]]
+    for pair in params["noise_sweep"]:
+        if _range(pair) != noise:
+            plan += [Experiment("noise", "linear", c, 0, _range(pair)) for c in params["noise_sweep_classifiers"]]
+    return plan
+
+
+def train_config(params: Mapping[str, object], seed: int, *, stage: str) -> TrainConfig:
+    """The one place the parameters become a TrainConfig: `augmenter` (reconstruction, no dev set) or
+    `classifier` (class-weighted cross-entropy, early stopping on dev by `monitor`)."""
+    if stage == "augmenter":
+        epochs, lr, batch_size = params["augmenter_epochs"], params["augmenter_lr"], params["augmenter_batch_size"]
+    elif stage == "classifier":
+        epochs, lr, batch_size = params["epochs"], params["lr"], params["batch_size"]
+    else:
+        raise ValueError(f"stage must be 'augmenter' or 'classifier', not {stage!r}")
+    return TrainConfig(
+        epochs=int(epochs),
+        lr=float(lr),
+        batch_size=int(batch_size),
+        weight_decay=float(params["weight_decay"]),
+        patience=int(params["patience"]),
+        seed=seed,
+        weighted_loss=stage == "classifier",
+        monitor=str(params["monitor"]),
+        progress=False,
+        device="cpu",
+    )
+
+
+def augmenter_arguments(params: Mapping[str, object], seed: int) -> dict[str, dict[str, object]]:
+    """The keyword arguments of each registered augmenter under these parameters."""
+    training = train_config(params, seed, stage="augmenter")
+    low, high = _range(params["noise_range"])
+    return {
+        "linear": {"low": low, "high": high},
+        "ae": {"bottleneck": params["ae_bottleneck"], "training": training},
+        "dae": {"bottleneck": params["ae_bottleneck"], "noise_std": params["dae_noise_std"], "training": training},
+        "vae": {"latent": params["vae_latent"], "beta": params["vae_beta"], "training": training},
+    }
+
+
+def make_augmenters(
+    augmenters: Sequence[str], params: Mapping[str, object], seed: int
+) -> dict[str, EmbeddingAugmenter]:
+    """Unfitted augmenters by registered name, built with this run's parameters."""
+    arguments = augmenter_arguments(params, seed)
+    return {name: build("augmenter", name, **arguments.get(name, {})) for name in augmenters}
+
+
+def train_and_score(
+    experiment: Experiment,
+    data: Mapping[str, np.ndarray],
+    augmenters: Sequence[EmbeddingAugmenter],
+    params: Mapping[str, object],
+    seed: int,
+) -> tuple[dict[str, object], MageClassifier, np.ndarray]:
+    """Build the training set of one experiment, train, and score on test; returns (row, model, test views)."""
+    attention = experiment.attention
+    train = training_views(data["train"], data["train_labels"], augmenters, attention=attention, seed=seed)
+    dev_views = evaluation_views(data["dev"], augmenters, attention=attention)
+    test_views = evaluation_views(data["test"], augmenters, attention=attention)
+    set_seed(seed)
+    model = MageClassifier(
+        data["train"].shape[1],
+        num_classes=3,
+        classifier=experiment.classifier,
+        heads=experiment.heads,
+        attention_dim=int(params["attention_dim"]),
+        lstm_hidden=int(params["lstm_hidden"]),
+        dropout=float(params["dropout"]),
+    )
+    start = time.perf_counter()
+    config = train_config(params, seed, stage="classifier")
+    history = train_classifier(model, train, (dev_views, data["dev_labels"]), config, num_classes=3)
+    logits = predict_logits(model, test_views)
+    linear = "linear" in experiment.augmenters
+    row = {
+        "study": experiment.study,
+        "config": experiment.config,
+        "classifier": experiment.classifier,
+        "attention": attention,
+        "heads": experiment.heads,
+        "noise_low": experiment.noise_range[0] if linear else None,
+        "noise_high": experiment.noise_range[1] if linear else None,
+        **classification_metrics(data["test_labels"], logits.argmax(-1), labels=[0, 1, 2]),
+        "train_rows": len(train[0]),
+        "views": train[0].shape[1] if attention else 1,
+        "best_epoch": history.best_epoch,
+        "fit_seconds": time.perf_counter() - start,
+    }
+    return row, model, test_views
+
+
+def tfidf_features(train_texts: Sequence[str], test_texts: Sequence[str]):
+    """Sparse TF-IDF features of word 1–2-grams and character 2–5-grams, fitted on the training texts only."""
+    words = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
+    train = hstack([words.fit_transform(train_texts), chars.fit_transform(train_texts)]).tocsr()
+    test = hstack([words.transform(test_texts), chars.transform(test_texts)]).tocsr()
+    return train, test
+
+
+def tfidf_baseline(train_texts: Sequence[str], train_labels, test_texts: Sequence[str], test_labels) -> dict:
+    """TF-IDF + class-balanced logistic regression on the text: the text baseline's test metrics."""
+    train, test = tfidf_features(train_texts, test_texts)
+    probe = sklearn_probe(train, train_labels, kind="logreg", standardise=False, class_weight="balanced")
+    return classification_metrics(test_labels, probe.predict(test), labels=[0, 1, 2])
+
+
+def _tfidf_row(splits: EmbeddedSplits) -> dict[str, object]:
+    start = time.perf_counter()
+    metrics = tfidf_baseline(splits.train_texts, splits.train_labels, splits.test_texts, splits.test_labels)
+    return {
+        "study": "baseline",
+        "config": "tfidf",
+        "classifier": "tfidf_logreg",
+        "attention": False,
+        "heads": 0,
+        "noise_low": None,
+        "noise_high": None,
+        **metrics,
+        "train_rows": len(splits.train_texts),
+        "views": 1,
+        "best_epoch": -1,
+        "fit_seconds": time.perf_counter() - start,
+    }
+
+
+@dataclass
+class LanguageRun:
+    """Metric rows of every experiment and seed, plus what the figures need from the first seed."""
+
+    rows: list[dict[str, object]]
+    projection: dict[str, np.ndarray]  # view name -> (m, d) standardised embeddings of a train subsample
+    projection_labels: np.ndarray
+    attention: dict[str, np.ndarray]  # classifier -> (n_test, H, K) weights of the head-sweep config
+    attention_views: list[str]
+
+
+def run_language(splits: EmbeddedSplits, params: Mapping[str, object], progress: bool = True) -> LanguageRun:
+    """Every planned experiment for one language and every seed; augmenters are fitted once per seed, on the
+    standardised training embeddings only."""
+    with torch_threads(params.get("torch_threads")):
+        return _run_language(splits, params, list(params["seeds"]), progress)
+
+
+def _run_language(
+    splits: EmbeddedSplits, params: Mapping[str, object], seeds: list[int], progress: bool
+) -> LanguageRun:
+    from tqdm.auto import tqdm
+
+    plan = plan_experiments(params)
+    order = names("augmenter")
+    needed = sorted({name for e in plan for name in e.augmenters}, key=order.index)
+    noise = _range(params["noise_range"])
+    rows: list[dict[str, object]] = []
+    projection: dict[str, np.ndarray] = {}
+    attention: dict[str, np.ndarray] = {}
+    head_config_views = ["original", *CONFIGS[str(params["head_sweep_config"])]]
+    projection_labels = np.zeros(0, np.int64)
+    bar = tqdm(total=len(seeds) * (len(plan) + 1), desc=f"MAGE {splits.language}", disable=not progress)
+    for seed in seeds:
+        scaler = StandardScaler().fit(splits.train)
+        data = {
+            "train": scaler.transform(splits.train).astype(np.float32),
+            "dev": scaler.transform(splits.dev).astype(np.float32),
+            "test": scaler.transform(splits.test).astype(np.float32),
+            "train_labels": np.asarray(splits.train_labels, np.int64),
+            "dev_labels": np.asarray(splits.dev_labels, np.int64),
+            "test_labels": np.asarray(splits.test_labels, np.int64),
+        }
+        augmenters = fit_augmenters(make_augmenters(needed, params, seed), data["train"])
+        base = {"language": splits.language, "seed": seed}
+        for experiment in plan:
+            chosen = []
+            for name in experiment.augmenters:
+                if name == "linear" and experiment.noise_range != noise:
+                    low, high = experiment.noise_range
+                    swept = build("augmenter", "linear", low=low, high=high)
+                    chosen.append(fit_augmenters({"linear": swept}, data["train"])["linear"])
+                else:
+                    chosen.append(augmenters[name])
+            row, model, test_views = train_and_score(experiment, data, chosen, params, seed)
+            rows.append({**base, **row})
+            if (
+                seed == seeds[0]
+                and experiment.study == "ablation"
+                and experiment.attention
+                and experiment.config == params["head_sweep_config"]
+            ):
+                attention[experiment.classifier] = model.attention_weights(torch.from_numpy(test_views)).numpy()
+            bar.update()
+        if params["tfidf_baseline"] and splits.train_texts and seed == seeds[0]:
+            rows.append({**base, **_tfidf_row(splits)})  # deterministic: one run stands for every seed
+        bar.update()
+        if seed == seeds[0]:
+            subset = _projection_rows(data["train_labels"], int(params["projection_points"]), seed)
+            originals = data["train"][subset]
+            projection = {"original": originals}
+            for i, name in enumerate(needed):
+                projection[name] = augmenters[name].sample(originals, seed=10_000 + i)
+            projection_labels = data["train_labels"][subset]
+    bar.close()
+    return LanguageRun(rows, projection, projection_labels, attention, head_config_views)
+
+
+def _projection_rows(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of a seeded stratified sample of `size` training rows (all rows when there are no more)."""
+    if len(labels) <= size:
+        return np.arange(len(labels))
+    keep, _ = split_indices(len(labels), labels, seed, train_size=size)
+    return np.asarray(keep)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running and results
+
+
+@dataclass
+class MageResult(StudyResult):
+    """A MAGE run: metric rows plus, per language, the first seed's projections and attention weights."""
+
+    runs: dict[str, LanguageRun] = field(default_factory=dict)
+    label_names: list[str] = field(default_factory=lambda: list(AFRISENTI_LABELS))
+
+
+def run(params: Mapping[str, object], data: MageData | None = None, progress: bool = True) -> MageResult:
+    """Every language's experiments for every seed (`load(params)` first unless `data` is given)."""
+    params = dict(params)
+    timings = Timings()
+    if data is None:
+        data = load(params)
+    timings.update(data.timings)
+    runs = {}
+    for language, splits in data.splits.items():
+        with timings(f"experiments {language}"):
+            runs[language] = run_language(splits, params, progress=progress)
+    rows = pd.DataFrame([row for language_run in runs.values() for row in language_run.rows])
+    label_names = next(iter(data.splits.values())).label_names if data.splits else list(AFRISENTI_LABELS)
+    return MageResult(
+        study=STUDY,
+        params=params,
+        metrics=rows,
+        data=list(data.descriptions),
+        timings=dict(timings),
+        notes=notes(params),
+        headline=headline(rows),
+        runs=runs,
+        label_names=label_names,
+    )
+
+
+def notes(params: Mapping[str, object]) -> list[str]:
+    """What this run is and how it differs from the paper, derived from the parameters it used."""
+    heads, seeds = int(params["heads"]), list(params["seeds"])
+    switches = [name for name, on in cleaning_config(params).as_dict().items() if on]
+    out = [
+        f"Sentence embeddings: {params['pooling']} pooling of the frozen encoder {params['encoder']!r} (at most "
+        f"{params['max_length']} tokens), standardised with training statistics; tweet cleaning: "
+        f"{', '.join(switches) or 'off'}. Training tweets whose cleaned text is in dev or test are dropped (counts "
+        "in data)."
+    ]
+    if any(CONFIGS[c] for c in params["configs"]):
+        out.append(
+            "Augmentation without attention = originals + one labelled copy per augmenter (LiDA); with attention = "
+            f"each tweet is the set {{original, augmentations}} weighted by {heads} head(s) with learned context "
+            f"vectors, head outputs summed (scaled 1/{heads}); test-time views are the fitted augmenters' "
+            "deterministic maps (no noise, VAE mean). Augmenters and the standardiser are fitted on training "
+            "embeddings only (fingerprint checked)."
+        )
+    out.append(
+        f"{len(seeds)} seed(s) {seeds} change classifier/augmenter initialisation and augmentation draws; the splits "
+        "are the official ones."
+        + (" TF-IDF + LR is deterministic and run once per language." if params["tfidf_baseline"] else "")
+    )
+    if len(seeds) > 1:
+        out.append("A gain is claimed only when it exceeds the std of the configuration plus the std of the baseline.")
+    else:
+        out.append("One seed: there is no seed spread, so no gain can be told apart from seed noise.")
+    if params["encoder"] == "tiny":
+        out.append("The 'tiny' encoder is randomly initialised: numbers and figures only show that the pipeline runs.")
+    if params["max_rows_per_split"]:
+        out.append(f"Rows per split capped at {params['max_rows_per_split']} (stratified sample, seed {DATA_SEED}).")
+    paper = PROFILES.defaults("paper")
+    differences = []
+    if params["encoder"] != PAPER_ENCODER:
+        differences.append(
+            f"encoder {params['encoder']!r} instead of {PAPER_ENCODER!r} (AfriBERTa-large, 768-d): absolute numbers "
+            "differ, the size of the gains is what compares"
+        )
+    differences += [
+        f"{name} {params[name]!r} (paper profile: {paper[name]!r})"
+        for name in (
+            "epochs",
+            "patience",
+            "batch_size",
+            "lr",
+            "augmenter_epochs",
+            "augmenter_batch_size",
+            "augmenter_lr",
+            "seeds",
+            "noise_sweep_classifiers",
+        )
+        if params[name] != paper[name]
+    ]
+    if differences:
+        out.append("Differences from the paper's settings: " + "; ".join(differences) + ".")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Summaries and tables
+
+
+def _ablation(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["study"] == "ablation"]
+
+
+def _setting(frame: pd.DataFrame) -> pd.Series:
+    """`config` for runs without attention, `config+attention(H)` for runs with it."""
+    return pd.Series(
+        [f"{c}+attention({h})" if a else c for c, a, h in zip(frame["config"], frame["attention"], frame["heads"])],
+        index=frame.index,
+        dtype=object,
+    )
+
+
+def summary(rows: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Mean and std over seeds for every (language, study, config, classifier, attention, heads, noise) group."""
+    keys = ["language", "study", "config", "classifier", "attention", "heads", "noise_low", "noise_high"]
+    return summarise(rows, keys, metrics)
+
+
+def gains_over_baseline(rows: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Each ablation setting against the no-augmentation baseline of the same classifier and language, in points of
+    `metric`; `verdict` is `better` only when the gain exceeds the seed spread (the two seed stds added)."""
+    ablation = _ablation(rows)
+    ablation = ablation.assign(setting=_setting(ablation))
+    out = []
+    for setting in ablation.loc[ablation["config"] != "none", "setting"].unique():
+        table = compare_arms(ablation, "setting", setting, "none", metric, by=["language", "classifier"])
+        if table.empty:
+            continue
+        first = ablation[ablation["setting"] == setting].iloc[0]
+        out.append(
+            table.rename(
+                columns={
+                    setting: "mean_points",
+                    "none": "baseline_points",
+                    "effect": "gain_points",
+                    "spread": "spread_points",
+                }
+            ).assign(config=first["config"], attention=bool(first["attention"]), heads=int(first["heads"]))
+        )
+    columns = [
+        "language",
+        "classifier",
+        "config",
+        "attention",
+        "heads",
+        "mean_points",
+        "baseline_points",
+        "gain_points",
+        "spread_points",
+        "paired_gains",
+        "verdict",
+    ]
+    if not out:
+        return pd.DataFrame(columns=columns)
+    gains = pd.concat(out, ignore_index=True)
+    # in the order the runs were planned (language, configuration, classifier, without / with attention)
+    planned = {
+        key: i
+        for i, key in enumerate(dict.fromkeys(zip(ablation["language"], ablation["classifier"], ablation["setting"])))
+    }
+    settings = _setting(gains)
+    position = [planned[key] for key in zip(gains["language"], gains["classifier"], settings)]
+    ordered = gains.assign(_position=position).sort_values("_position", kind="stable")
+    return ordered.reindex(columns=columns).reset_index(drop=True)
+
+
+def attention_effect(rows: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """For every augmented configuration: with attention minus without, in points of `metric`, and whether that
+    difference exceeds the seed spread."""
+    ablation = _ablation(rows)
+    ablation = ablation[ablation["config"] != "none"]
+    table = compare_arms(ablation, "attention", True, False, metric, by=["language", "classifier", "config"])
+    columns = [
+        "language",
+        "classifier",
+        "config",
+        "with_attention",
+        "without_attention",
+        "effect_points",
+        "spread_points",
+        "paired_gains",
+        "verdict",
+    ]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    renamed = table.rename(
+        columns={
+            "True": "with_attention",
+            "False": "without_attention",
+            "effect": "effect_points",
+            "spread": "spread_points",
+        }
+    )
+    return renamed.reindex(columns=columns)
+
+
+def heads_rows(rows: pd.DataFrame, params: Mapping[str, object]) -> pd.DataFrame:
+    """Runs with attention on the heads-sweep configuration (ablation and sweep): accuracy by number of heads."""
+    return rows[
+        rows["attention"] & (rows["config"] == params["head_sweep_config"]) & rows["study"].isin(["ablation", "heads"])
+    ]
+
+
+def noise_rows(rows: pd.DataFrame, params: Mapping[str, object]) -> pd.DataFrame:
+    """Linear augmentation without attention at every noise range, beside the no-augmentation baseline (`noise`
+    column: the range as text, or `none`)."""
+    classifiers = rows["classifier"].isin(params["noise_sweep_classifiers"])
+    linear = rows[(rows["config"] == "linear") & ~rows["attention"].astype(bool) & classifiers]
+    linear = linear.assign(noise=[f"[{lo:g}, {hi:g}]" for lo, hi in zip(linear["noise_low"], linear["noise_high"])])
+    baseline = rows[(rows["config"] == "none") & classifiers].assign(noise="none")
+    return pd.concat([baseline, linear])
+
+
+def paper_comparison(result: StudyResult) -> pd.DataFrame:
+    """The paper's numbers beside ours: mean baseline accuracy over languages and classifiers, the best gain over
+    every setting, the mean attention effect of VAE and DAE, and the tweets per language in the data files."""
+    rows = result.metrics
+    gains, effect = gains_over_baseline(rows), attention_effect(rows)
+    base = summarise(_ablation(rows)[_ablation(rows)["config"] == "none"], ["language", "classifier"], ["accuracy"])
+    files: dict[str, int] = {}
+    for described in result.data:
+        language = str(described["name"]).split("/")[1]
+        files[language] = files.get(language, 0) + int(described.get("rows_in_file", 0))
+
+    def mean_or_nan(values: pd.Series) -> float:
+        return float(values.mean()) if len(values) else float("nan")
+
+    ours = {
+        "baseline accuracy": mean_or_nan(base["accuracy_mean"]),
+        "best gain, accuracy points": float(gains["gain_points"].max()) if len(gains) else float("nan"),
+        "attention gain with VAE, points": mean_or_nan(effect.loc[effect["config"] == "vae", "effect_points"]),
+        "attention gain with DAE, points": mean_or_nan(effect.loc[effect["config"] == "dae", "effect_points"]),
+        "kin tweets (train+dev+test)": files.get("kin", float("nan")),
+        "tso tweets (train+dev+test)": files.get("tso", float("nan")),
+    }
+    return pd.DataFrame({"paper (AfriBERTa)": PAPER, "ours": ours})
+
+
+def headline(rows: pd.DataFrame) -> dict[str, object]:
+    """The numbers a report index shows: mean baseline accuracy, the best augmented gain (points) and whether it
+    is beyond the seed spread, and the TF-IDF baseline's accuracy."""
+    if rows.empty:
+        return {}
+    gains = gains_over_baseline(rows)
+    base = rows[(rows["study"] == "ablation") & (rows["config"] == "none")]
+    tfidf = rows[rows["config"] == "tfidf"]
+    out: dict[str, object] = {
+        "baseline_accuracy": float(base["accuracy"].mean()),
+        "baseline_weighted_f1": float(base["weighted_f1"].mean()),
+    }
+    if len(gains):
+        best = gains.sort_values("gain_points", ascending=False).iloc[0]
+        out.update(
+            best_gain_points=float(best["gain_points"]),
+            best_gain_setting=f"{best['language']}/{best['classifier']}/{best['config']}"
+            + (f"+attention({best['heads']})" if best["attention"] else ""),
+            best_gain_beyond_spread=bool(best["verdict"] == "better"),
+            gains_beyond_spread=int((gains["verdict"] == "better").sum()),
+            settings_compared=len(gains),
+        )
+    out["tfidf_accuracy"] = float(tfidf["accuracy"].mean()) if len(tfidf) else None
+    return out
+
+
+def tables(result: MageResult) -> dict[str, pd.DataFrame]:
+    """The notebook's tables: data, ablation, gains, attention effect, heads, noise sweep, paper comparison."""
+    rows, params = result.metrics, result.params
+    data = pd.DataFrame(result.data)
+    ablation = rows[rows["study"].isin(["ablation", "baseline"])]
+    return {
+        "data": data[
+            [c for c in ("name", "rows", "rows_in_file", "labels", "dropped", "empty_after_cleaning") if c in data]
+        ],
+        "ablation": mean_std_text(
+            ablation, ["language", "classifier", "config", "attention"], ["accuracy", "weighted_f1", "macro_f1"]
+        ),
+        "gains": gains_over_baseline(rows).round(3),
+        "attention_effect": attention_effect(rows).round(3),
+        "heads": mean_std_text(
+            heads_rows(rows, params), ["language", "classifier", "heads"], ["accuracy", "weighted_f1"]
+        ),
+        "noise": mean_std_text(
+            noise_rows(rows, params), ["language", "classifier", "noise"], ["accuracy", "weighted_f1"]
+        ),
+        "paper": paper_comparison(result).round(3),
+    }
