@@ -83,3 +83,39 @@ def test_layer_mean_states_average_the_top_layers_and_are_cached_apart(tiny):
         encoders.run_layers(tiny.model, batch, layers=3)
     with pytest.raises(ValueError, match="at least 1"):
         encoders.run_layers(tiny.model, batch, layers=0)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "inconsistent"])
+def test_a_damaged_cache_entry_is_recomputed_and_mentioned(tiny, tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    texts = ["one text", "another text", "a third"]
+    first = embed_texts(texts, tiny, max_length=16)
+    (shard,) = tmp_path.rglob("*.npz")
+    if damage == "truncate":
+        shard.write_bytes(shard.read_bytes()[:40])
+    elif damage == "garbage":
+        shard.write_bytes(b"not a numpy archive at all")
+    else:
+        np.savez(shard, keys=np.array(["a", "b"]), lengths=np.array([3]), flat=np.zeros((5, 4)))
+    with pytest.warns(UserWarning, match="unreadable.*encoded again"):
+        again = embed_texts(texts, tiny, max_length=16)
+    np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-6)
+    assert len(list(tmp_path.rglob("*.npz"))) == 1, "the damaged shard was replaced by a fresh one"
+
+
+def test_checkpoints_are_written_whole_or_not_at_all(tmp_path):
+    from workbench.training import load_checkpoint, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    target = save_checkpoint(model, tmp_path / "ckpt", {"note": "first"})
+    other = torch.nn.Linear(3, 2)
+
+    class Exploding(torch.nn.Linear):
+        def state_dict(self, *args, **kwargs):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint(Exploding(3, 2), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"], "no partial folder left behind"
+    load_checkpoint(other, target)
+    assert torch.equal(other.weight, model.weight), "the previous checkpoint survives a failed save"

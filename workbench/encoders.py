@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,12 +160,26 @@ class _ShardCache:
         self.items: dict[str, np.ndarray] = {}
         if enabled and self.dir.is_dir():
             for shard in sorted(self.dir.glob("*.npz")):
-                with np.load(shard) as z:
-                    offsets = np.concatenate([[0], np.cumsum(z["lengths"])])
-                    flat = z["flat"]
-                    for i, key in enumerate(z["keys"]):
-                        self.items[str(key)] = flat[offsets[i] : offsets[i + 1]]
+                self._load_shard(shard)
         self.settings = settings
+
+    def _load_shard(self, shard: Path) -> None:
+        """Read one shard; a truncated or inconsistent one is dropped (its texts are encoded again) and said so,
+        never loaded as data."""
+        try:
+            with np.load(shard, allow_pickle=False) as z:
+                keys, lengths, flat = z["keys"], z["lengths"], z["flat"]
+            if len(keys) != len(lengths) or int(lengths.sum()) != len(flat):
+                raise ValueError("its keys, lengths and data disagree")
+        except Exception as err:  # zipfile, EOF, OSError, missing arrays: all mean the same here
+            warnings.warn(
+                f"embedding cache: {shard} is unreadable ({err}); removed, its texts are encoded again", stacklevel=3
+            )
+            shard.unlink(missing_ok=True)
+            return
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        for i, key in enumerate(keys):
+            self.items[str(key)] = flat[offsets[i] : offsets[i + 1]]
 
     def save(self, keys: list[str], arrays: list[np.ndarray]) -> None:
         for key, arr in zip(keys, arrays):

@@ -88,3 +88,26 @@ def project_root() -> Path:
     folder: where interactive runs keep their reports."""
     source = Path(__file__).resolve().parents[1]
     return source if (source / "notebooks").is_dir() and (source / "workbench").is_dir() else Path.cwd()
+
+
+@contextmanager
+def atomic_directory(target: PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside `target`; when the block succeeds it replaces `target` whole, so a
+    reader never sees a half-written model folder and a failure leaves the previous one in place."""
+    import shutil
+    import tempfile
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.{os.getpid()}.old")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

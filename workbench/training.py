@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from workbench.runtime import default_device, set_seed
+from workbench.runtime import atomic_directory, default_device, set_seed
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
 Losses = torch.Tensor | Sequence[torch.Tensor]
@@ -296,14 +296,15 @@ def fit(
 
 
 def save_checkpoint(model: nn.Module, directory: str | Path, config: Mapping[str, object] | None = None) -> Path:
-    """Save a model as safetensors: `save_pretrained` for transformers models, else weights + `config.json`."""
+    """Save a model as safetensors, atomically (the folder appears whole or not at all): `save_pretrained` for
+    transformers models, else weights + `config.json`."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(directory)
-    else:
-        save_model(model, str(directory / "model.safetensors"))
-        (directory / "config.json").write_text(json.dumps({"class": type(model).__name__, **(config or {})}, indent=2))
+    with atomic_directory(directory) as tmp:
+        if hasattr(model, "save_pretrained"):
+            model.save_pretrained(tmp)
+        else:
+            save_model(model, str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text(json.dumps({"class": type(model).__name__, **(config or {})}, indent=2))
     return directory
 
 

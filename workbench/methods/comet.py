@@ -61,7 +61,7 @@ from transformers import (
 
 from workbench.encoders import OFFLINE_DEFAULT, TINY_CONFIG, EncoderUnavailable, minilm_path
 from workbench.registry import build, get, register
-from workbench.runtime import set_seed
+from workbench.runtime import atomic_directory, set_seed
 from workbench.training import TrainConfig, class_weights, classification_metrics, fit, predict
 
 ATTENTION_LAYERS = ("final", "upper_middle")
@@ -648,8 +648,9 @@ def save_model(
     that `load_classifier` (or `AutoTokenizer` / `AutoModelForSequenceClassification`) can load the folder alone."""
     bare = model.student if isinstance(model, StudentWithProjection) else model
     directory = Path(directory)
-    bare.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    with atomic_directory(directory) as tmp:  # a reader never sees a model without its tokenizer
+        bare.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return directory
 
 

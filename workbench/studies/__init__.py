@@ -9,6 +9,10 @@
 - `tables(result)`: named DataFrames the notebook shows.
 
 Notebooks, `bench`, `runner` and `cli` import studies; `methods` never do.
+
+Alike by design (the `duplicates` tool lists them by shape): each study's profile tables (`Param` declarations and
+per-profile overrides) and its `StudyResult(...)` construction are declarations of the same contract, not logic;
+folding them into a helper would hide which knobs a study has.
 """
 
 from __future__ import annotations
