@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from workbench.data.schema import DataError
+from workbench.paper_models import DRY_RUN_ENV
 from workbench.profiles import PROFILES, ParameterError
 
 DESCRIPTION = """\
@@ -34,6 +35,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from workbench.runner import find_notebooks, parse_parameters, run_notebooks
 
     notebooks = find_notebooks(args.notebooks, args.notebooks_dir)
+    if args.dry_run:  # the kernels (and any workers) inherit it: paper architectures, random weights, one step
+        os.environ[DRY_RUN_ENV] = "1"
     parameters = parse_parameters(args.parameter)
     grid = parse_parameters(args.grid)
     outcomes = run_notebooks(
@@ -152,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where parallel runs go: a local process pool (default), Ray or Dask (optional extras)",
     )
     run.add_argument("--address", default=None, help="join an existing Ray or Dask cluster at this address")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="exercise the profile's code path on a CPU: the paper models' architectures with random weights (nothing "
+        "downloaded), a stand-in tokenizer, a handful of rows, one optimisation step per training; reports go to "
+        "<stem>-<profile>-dryrun; the numbers mean nothing",
+    )
     run.add_argument("--reports", default="reports", help="reports folder (default ./reports)")
     run.add_argument("--resume", action="store_true", help="skip runs already finished with the same parameters")
     run.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default ./notebooks)")

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
 
+from workbench.paper_models import PAPER_ARCHITECTURES, dry_run, paper_config
 from workbench.runtime import default_device
 
 OFFLINE_DEFAULT = "minilm"
@@ -112,7 +113,13 @@ def load_encoder(
     `attentions=True` selects eager attention so that `output_attentions=True` returns the weights.
     """
     attn = "eager" if attentions else "sdpa"
-    if name == "tiny":
+    if dry_run() and name in PAPER_ARCHITECTURES:  # the paper model's architecture, random weights, no download
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = AutoModel.from_config(paper_config(name), attn_implementation=attn)
+        fingerprint = f"dry-run-{name}-{seed}"
+    elif name == "tiny":
         tokenizer, model = _tiny(attn, seed)
         fingerprint = f"tiny-{seed}-" + json.dumps(TINY_CONFIG, sort_keys=True)
     elif name == OFFLINE_DEFAULT:

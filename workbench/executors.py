@@ -9,7 +9,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 Call = tuple  # (notebook, profile, parameters, reports, resume, kernel)
-PASSED_THROUGH = ("WORKBENCH_DATA", "WORKBENCH_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+PASSED_THROUGH = (
+    "WORKBENCH_DATA",
+    "WORKBENCH_CACHE",
+    "WORKBENCH_DRY_RUN",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+)
 
 
 def thread_budget(workers: int) -> int:

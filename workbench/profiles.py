@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from workbench.paper_models import dry_run
+
 PROFILES = ("smoke", "quick", "paper")
 _KINDS: dict[str, tuple[type, ...]] = {
     "int": (int,),
@@ -116,10 +118,12 @@ class Profiles:
         smoke: Mapping[str, object],
         quick: Mapping[str, object] | None = None,
         paper: Mapping[str, object] | None = None,
+        dry_run: Mapping[str, object] | None = None,
     ):
         self.base = dict(base)
         self.overrides = {"smoke": dict(smoke), "quick": dict(quick or {}), "paper": dict(paper or {})}
-        for profile, values in self.overrides.items():
+        self.dry_run = dict(dry_run or {})  # caps (rows, epochs, sizes) put on any profile in a `--dry-run`
+        for profile, values in {**self.overrides, "dry_run": self.dry_run}.items():
             self._reject_unknown(values, f"profile {profile!r}")
 
     @property
@@ -131,15 +135,19 @@ class Profiles:
         """The profile's values before any override (unchecked: choices may depend on the data present)."""
         if profile not in self.overrides:
             raise ParameterError(f"unknown profile {profile!r}; expected one of {PROFILES}")
-        return {name: self.overrides[profile].get(name, param.value) for name, param in self.base.items()}
+        values = {name: self.overrides[profile].get(name, param.value) for name, param in self.base.items()}
+        if dry_run():
+            values.update(self.dry_run)
+        return values
 
     def resolve(self, profile: str, **overrides: object) -> dict[str, object]:
         """The profile's values with every override that is not None on top, each decoded and checked; the result
-        also carries `profile`, so that a study's notes can say which profile ran."""
+        also carries `profile` (and `dry_run` inside a `--dry-run`), so that a study's notes can say what ran."""
         values = self.defaults(profile)
         self._reject_unknown(overrides, "this study")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return {"profile": profile, **{name: self.base[name].check(name, value) for name, value in values.items()}}
+        checked = {name: self.base[name].check(name, value) for name, value in values.items()}
+        return {"profile": profile, **({"dry_run": True} if dry_run() else {}), **checked}
 
     def check(self, overrides: Mapping[str, object]) -> None:
         """Validate overrides alone (names, types, allowed values), as the runner does before a kernel starts."""

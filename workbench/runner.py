@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from workbench.paper_models import dry_run
 from workbench.profiles import PROFILES, ParameterError, decode_value
 from workbench.results import RESULTS_FILE
 from workbench.runtime import atomic_write_text
@@ -121,7 +122,9 @@ def notebook_title(path: Path) -> str:
 
 
 def run_name(stem: str, profile: str, parameters: Mapping[str, object]) -> str:
-    """`<stem>-<profile>`, plus a short hash of the extra parameters when there are any."""
+    """`<stem>-<profile>` (`-dryrun` added inside a `--dry-run`), plus a short hash of the extra parameters when
+    there are any."""
+    profile = f"{profile}-dryrun" if dry_run() else profile
     if not parameters:
         return f"{stem}-{profile}"
     digest = hashlib.sha1(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()[:8]

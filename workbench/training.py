@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from workbench.paper_models import dry_run
 from workbench.runtime import atomic_directory, default_device, set_seed
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
@@ -52,6 +53,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     device: str | None = None
     progress: bool = True
+    max_steps: int | None = None  # stop after this many optimisation steps (a `--dry-run` takes one)
 
 
 @dataclass
@@ -258,11 +260,16 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_fn)
     history = History()
+    max_steps = config.max_steps or (1 if dry_run() else None)
+    done_steps = 0
     bar = tqdm(range(config.epochs), desc=desc, disable=not config.progress)
     for epoch in bar:
         model.train()
         start, totals, seen, sums, steps = time.perf_counter(), 0.0, 0, {}, 0
         for batch in loader:
+            if max_steps is not None and done_steps >= max_steps:
+                break
+            done_steps += 1
             batch = _to(batch, device)
             losses, diagnostics = train_step(model, batch, loss_fn, optimizer, params, config.max_grad_norm, backward)
             n = batch_size_of(batch)
@@ -289,7 +296,7 @@ def fit(
             score = monitored_score(record, config.monitor)
         stop = history.add_epoch(model, record, score, config.patience)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("train_loss", f"dev_{config.monitor}")})
-        if stop:
+        if stop or (max_steps is not None and done_steps >= max_steps):
             break
     history.restore_best(model)
     return history
