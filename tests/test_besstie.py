@@ -262,3 +262,50 @@ def test_fine_tuning_path_trains_encoder_and_head_end_to_end(fixture_data):
     fresh = make_inputs(params, [], progress=False)
     for (name, a), b in zip(inputs.encoder.model.state_dict().items(), fresh.encoder.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_a_grid_over_train_varieties_gives_the_cells_of_one_run(fixture_data):
+    """Issue 18: runs on train_varieties [en-AU] and [en-UK] hold, together, exactly the cross-variety cells of one run
+    on both (each tested on every variety of `varieties`)."""
+    common = dict(heads=["linear", "crosstalk+pcgrad"], domain_sources=[], timing_end_to_end=False)
+    keys = ["task", "source", "head", "train_variety", "test_variety", "seed"]
+
+    def cells(train_varieties):
+        result = run(_params(**common, train_varieties=train_varieties), progress=False)
+        rows = result.metrics[result.metrics["experiment"] == "cross_variety"]
+        return result, rows.sort_values(keys).reset_index(drop=True)
+
+    parts = [cells([variety]) for variety in ("en-AU", "en-UK")]
+    both, expected = cells(["en-AU", "en-UK"])
+    for (result, rows), variety in zip(parts, ("en-AU", "en-UK")):
+        assert set(rows["train_variety"]) == {variety} and set(rows["test_variety"]) == set(VARIETIES)
+        assert any(f"trained on {variety} (the matrices' rows)" in note for note in result.notes)
+        assert {name.split("/")[-1] for name in result.removed} == {variety}  # only its own training sets loaded
+    assert set(expected["train_variety"]) == {"en-AU", "en-UK"}
+    assert len(expected) == 2 * 3 * (3 + 3)  # 2 rows x 3 columns x (linear: 3 tasks, CrossTalk: 3 tasks)
+    joined = pd.concat([rows for _, rows in parts]).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(joined, expected)
+    assert not any("other runs" in note for note in notes(_params(train_varieties=list(VARIETIES))))
+    with pytest.raises(ParameterError, match="train_varieties is empty"):
+        load_seed(_params(train_varieties=[]), seed=0)
+
+
+def test_dry_run_caps_the_paper_profile_and_says_so(fixture_data, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
+    params = PROFILES.resolve("paper")
+    assert params["dry_run"] and params["encoder"] == "bert-base-uncased" and params["finetune"]
+    assert params["max_train_rows"] == 16 and params["epochs"] == 1 and params["seeds"] == [0]
+    assert PROFILES.resolve("paper", max_train_rows=20)["max_train_rows"] == 20  # explicit overrides still win
+    text = " ".join(notes(params))
+    assert "DRY RUN" in text and "random weights" in text and "mean nothing" in text
+    assert "DRY RUN" not in " ".join(notes(PROFILES.resolve("smoke") | {"dry_run": False}))
+    # the fine-tuning path takes one step per training and one timed step per head; the tiny encoder stands in
+    small = dict(encoder="tiny", max_length=32, heads=["linear", "crosstalk+pcgrad"], domain_heads=["linear"])
+    result = run(
+        PROFILES.resolve("paper", **small, train_varieties=["en-AU"], domain_sources=["Twitter"]), progress=False
+    )
+    metrics = result.metrics
+    trained = metrics[metrics["experiment"] != "timing"]
+    assert (trained["best_epoch"] == 0).all() and trained["macro_f1"].between(0, 1).all()
+    assert set(metrics.loc[metrics["experiment"] == "timing", "batches"]) == {1}
+    assert result.notes[0].startswith("DRY RUN")

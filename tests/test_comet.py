@@ -10,6 +10,7 @@ import random
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -420,3 +421,99 @@ def test_bench_without_a_saved_run_runs_the_study(afrisenti_root, tmp_path, caps
     out = json.loads(capsys.readouterr().out)
     assert out["source"] == "run now (profile smoke)" and out["languages"] == ["bbb"]
     assert 0 <= out["retention"] and out["student_params"] < out["teacher_params"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A teacher shared between runs (`teacher_dir`), and the paper path's dry run
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_teacher_dir_shares_one_fine_tuned_teacher_between_runs(afrisenti_root, tmp_path, monkeypatch):
+    folder = tmp_path / "teacher"
+    folder.mkdir()  # empty: the first run fine-tunes the teacher and saves it there
+    params = study.PROFILES.resolve("smoke", sweeps=[], bench_rounds=1, teacher_dir=str(folder))
+    first = study.run(params, progress=False)
+    assert (folder / study.TEACHER_CARD).is_file() and load_classifier(folder)[1].config.num_labels == 3
+    assert any("saved to" in line for line in first.notes) and "teacher_fine_tune" in first.timings
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the saved teacher must be loaded, not built and fine-tuned again")
+
+    monkeypatch.setattr(study, "fine_tune_teacher", refuse)
+    monkeypatch.setattr(study, "load_teacher", refuse)
+    second = study.run(params, progress=False)
+    assert any("loaded from" in line for line in second.notes)
+    assert "teacher_load" in second.timings and "teacher_fine_tune" not in second.timings
+    pd.testing.assert_frame_equal(second.teacher_scores, first.teacher_scores)  # the same teacher metrics
+    pd.testing.assert_frame_equal(second.teacher_history, first.teacher_history)
+    assert not any(p.requires_grad for p in second.teacher_model.parameters())
+    scores = ["language", "config", "macro_f1", "weighted_f1", "accuracy"]
+    pd.testing.assert_frame_equal(second.student_rows[scores], first.student_rows[scores])  # same students too
+
+    with pytest.raises(ValueError, match="train_rows: saved 24, this run 20"):
+        study.run(study.PROFILES.resolve("smoke", sweeps=[], teacher_dir=str(folder), train_rows=20), progress=False)
+    stranger = tmp_path / "not-a-teacher"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(FileNotFoundError, match="neither empty nor a teacher"):
+        study.run(study.PROFILES.resolve("smoke", sweeps=[], teacher_dir=str(stranger)), progress=False)
+    assert (stranger / "notes.txt").read_text() == "mine"  # nothing overwritten
+
+
+TINY_XLMR = dict(
+    model_type="xlm-roberta",
+    vocab_size=30522,
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=66,
+    type_vocab_size=1,
+    pad_token_id=1,
+)
+
+
+@pytest.fixture
+def dry_run_env(monkeypatch):
+    """Inside a `--dry-run`, with a tiny XLM-R architecture registered as a paper model (the real one is 560M)."""
+    from workbench.paper_models import PAPER_ARCHITECTURES
+
+    monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
+    monkeypatch.setitem(PAPER_ARCHITECTURES, "test/tiny-xlmr", TINY_XLMR)
+
+
+def test_dry_run_builds_a_paper_teacher_from_its_config_offline(dry_run_env, monkeypatch):
+    import transformers
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a dry run downloads nothing")
+
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", no_hub)
+    tokenizer, teacher = load_teacher("test/tiny-xlmr", num_labels=3, seed=5)
+    _, again = load_teacher("test/tiny-xlmr", num_labels=3, seed=5)
+    assert type(teacher).__name__ == "XLMRobertaForSequenceClassification" and teacher.config.num_labels == 3
+    assert teacher.config.num_hidden_layers == 3 and teacher.config._attn_implementation == "eager"
+    assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), again.state_dict().values()))
+    assert tokenizer.vocab_size <= teacher.config.vocab_size  # the MiniLM stand-in's ids fit the vocabulary
+
+
+def test_dry_run_caps_the_paper_profile_and_says_so(dry_run_env):
+    paper = study.PROFILES.resolve("paper")
+    assert paper["dry_run"] is True and paper["teacher"] == "Davlan/afro-xlmr-large"
+    assert (paper["student_layers"], paper["student_hidden"], paper["student_heads"]) == (6, 256, 8)  # not shrunk
+    assert paper["teacher_epochs"] == paper["stage1_epochs"] == paper["stage2_epochs"] == 1
+    assert paper["train_rows"] <= 32 and paper["max_length"] <= 32 and paper["bench_rounds"] == 1
+    text = " ".join(study.notes(paper))
+    assert "DRY RUN: the teacher 'Davlan/afro-xlmr-large' has its published architecture but random weights" in text
+    assert "the numbers mean nothing" in text and "word embeddings stay frozen" in text
+
+
+def test_dry_run_distils_an_xlmr_teacher_and_claims_no_target(afrisenti_root, dry_run_env):
+    params = study.PROFILES.resolve("smoke", teacher="test/tiny-xlmr", sweeps=["ablation"])
+    result = study.run(params, progress=False)
+    assert type(result.teacher_model).__name__ == "XLMRobertaForSequenceClassification"
+    assert result.teacher_history["epoch"].tolist() == [0]
+    assert result.headline["dry_run"] is True and result.headline["best_config"] is None
+    assert result.verdict.startswith("Dry run: no verdict") and "recipe(s) reach" not in " ".join(result.notes)
+    assert set(result.student_rows["config"]) == {"hybrid", "kd_only", "attention_only"}
+    assert result.notes[0].startswith("DRY RUN")

@@ -414,6 +414,30 @@ def test_notes_follow_the_parameters():
     )
 
 
+def test_dry_run_caps_the_paper_profile_and_says_so(monkeypatch):
+    paper = study.PROFILES.resolve("paper")
+    assert "dry_run" not in paper and "DRY RUN" not in " ".join(study.notes(paper))
+    monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
+    dry = study.PROFILES.resolve("paper")
+    assert dry["dry_run"] is True and dry["encoder"] == "castorini/afriberta_large"  # the paper's architecture
+    assert dry["seeds"] == [0] and dry["epochs"] == 1 and dry["max_rows_per_split"] == 16
+    assert dry["languages"] == paper["languages"] and dry["vae_latent"] == paper["vae_latent"]
+    assert study.PROFILES.resolve("paper", seeds=[3, 4])["seeds"] == [3, 4]  # an explicit override still wins
+    notes = " ".join(study.notes(dry))
+    assert "DRY RUN" in notes and "random weights" in notes and "mean nothing" in notes
+    # differences are told against the paper profile's own values, not the capped ones
+    assert "epochs 1 (paper profile: 100)" in notes and "seeds [0] (paper profile: [0, 1, 2, 3, 4])" in notes
+    assert "capped at 16" in notes
+
+
+def test_a_dry_run_headline_claims_no_gain():
+    rows = _rows()
+    assert study.headline(rows)["best_gain_beyond_spread"] is True
+    dry = study.headline(rows, dry_run=True)
+    assert dry["dry_run"] is True and dry["best_gain_beyond_spread"] is None and dry["gains_beyond_spread"] is None
+    assert "dry_run" not in study.headline(rows)
+
+
 # ---------------------------------------------------------------------------------------------------- summaries
 
 

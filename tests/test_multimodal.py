@@ -382,6 +382,42 @@ def test_notes_follow_the_parameters():
     assert any("neutral = |score| <= 0.5" in n for n in band)
 
 
+def test_dry_run_caps_stand_in_mosi_and_say_so(monkeypatch):
+    paper = study.PROFILES.resolve("paper")
+    assert "dry_run" not in paper and paper["max_rows_per_split"] is None
+    assert not any("DRY RUN" in n or "stand-in data" in n or "samples per split" in n for n in study.notes(paper))
+    monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
+    dry = study.PROFILES.resolve("paper")
+    assert dry["dry_run"] is True and dry["dataset"] == "mosi" and dry["seeds"] == [0]
+    assert dry["max_rows_per_split"] == 32 and dry["epochs_utterance"] == 1
+    assert (dry["hidden"], dry["layers"], dry["feedforward"]) == (128, 2, 256)  # the paper profile's sizes stay
+    notes = study.notes(dry)
+    assert notes[0].startswith("DRY RUN") and "numbers mean nothing" in notes[0]
+    assert any(n.startswith("stand-in data: the CMU-MOSI features") for n in notes)
+    assert any("at most 32 samples per split" in n for n in notes)
+    own = study.notes(study.PROFILES.resolve("paper", dataset="mosei_mmsa", mosei_path="/x/mosei.pkl"))
+    assert own[0].startswith("DRY RUN") and not any("stand-in data" in n for n in own)  # -p wins over the cap
+
+
+@pytest.mark.parametrize("source", ["mosi", "mmsa"])
+def test_cap_rows_keeps_a_stratified_aligned_subset(fixture_root, source):
+    corpus = load_mosi(root=fixture_root) if source == "mosi" else load_mmsa_pickle(fixture_root / MMSA)
+    rows = min(len(s) for s in corpus.splits.values()) - 2
+    capped = study.cap_rows(corpus, rows)
+    assert study.cap_rows(corpus, None) is corpus
+    for name, split in corpus.splits.items():
+        small = capped.splits[name]
+        assert len(small) == rows and small.frame.attrs["dropped"]["subsampled away"] == len(split) - rows
+        positions = [split.frame.index[split.frame["id"] == i][0] for i in small.frame["id"]]
+        assert positions == sorted(positions)  # original order kept
+        for m in corpus.modalities:
+            np.testing.assert_array_equal(small.features[m], split.features[m][positions])  # rows stay aligned
+            if split.lengths:
+                np.testing.assert_array_equal(small.lengths[m], split.lengths[m][positions])
+    again = study.cap_rows(corpus, rows)
+    assert list(again.splits["train"].frame["id"]) == list(capped.splits["train"].frame["id"])  # seeded
+
+
 def test_linear_probe_is_the_standardised_ridge_classifier(fixture_root):
     from sklearn.linear_model import RidgeClassifier
     from sklearn.pipeline import make_pipeline
@@ -476,6 +512,9 @@ def test_compare_fusions_verdicts():
     assert verdicts.loc["early", "effect"] == pytest.approx(100 * (0.81 - 0.70))  # in points
     assert verdicts.loc["uniform", "spread"] == pytest.approx(100 * (0.01 + 0.01))  # the two seed stds added
     assert verdicts.loc["early", "paired_gains"] == "+10.00, +11.00, +12.00"
+
+    one_seed = study.compare_fusions(pd.DataFrame([r for r in rows if r["seed"] == 0])).set_index("rival")
+    assert all(v.startswith("one seed only") for v in one_seed["verdict"])  # 10 points apart, yet no verdict
 
 
 # ----------------------------------------------------------------------------------------------- the notebook

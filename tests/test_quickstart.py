@@ -42,3 +42,18 @@ def test_notes_follow_the_parameters():
     assert "one hidden layer of 64 units" in wide and "en-IN Google has no official train split" in wide
     assert "Seed 2" in wide
     assert PAPER["bert_large_macro_f1"]["Sentiment"]["Google"]["en-AU"] == pytest.approx(0.935)
+
+
+def test_held_out_cap_and_dry_run_notes(fixture_data_dir, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    params = PROFILES.resolve("smoke", max_test_rows=6)
+    data = load(params)
+    assert len(data.test) == 6 and not set(data.train["text"].str.strip()) & set(data.test["text"].str.strip())
+    assert "Held-out rows capped at 6" in " ".join(notes(params))
+    assert "DRY RUN" not in " ".join(notes(params))
+    monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
+    dry = PROFILES.resolve("paper")
+    assert dry["dry_run"] and dry["encoder"] == "bert-base-uncased"  # the paper's model, capped rows and one epoch
+    assert dry["max_train_rows"] == 24 and dry["max_test_rows"] == 16 and dry["epochs"] == 1
+    text = " ".join(notes(dry))
+    assert text.startswith("DRY RUN") and "random weights" in text and "mean nothing" in text

@@ -35,8 +35,8 @@ def run_environment(workers: int) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
-def _run(call: Call, env: dict[str, str]):
-    os.environ.update(env)  # the notebook's kernel inherits it
+def _run(call: Call, env: dict[str, str], executor: str = "process"):
+    os.environ.update({**env, "WORKBENCH_EXECUTOR": executor})  # the notebook's kernel inherits it
     from workbench.runner import run_notebook
 
     notebook, profile, parameters, reports, resume, kernel = call
@@ -58,7 +58,7 @@ def process_pool(calls: Sequence[Call], workers: int, address: str | None, finis
         raise ValueError("--address needs --executor ray or dask")
     env = run_environment(workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run, call, env): i for i, call in enumerate(calls)}
+        futures = {pool.submit(_run, call, env, "process"): i for i, call in enumerate(calls)}
         return _ordered(futures, lambda f: finished(f.result()), lambda fs: ((f, fs[f]) for f in as_completed(fs)))
 
 
@@ -82,7 +82,7 @@ def ray_cluster(calls: Sequence[Call], workers: int, address: str | None, finish
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         task = ray.remote(num_cpus=thread_budget(workers) if not address else 1, num_gpus=gpus)(_run)
-        refs = {task.remote(call, env): i for i, call in enumerate(calls)}
+        refs = {task.remote(call, env, "ray"): i for i, call in enumerate(calls)}
 
         def wait(pending: dict):
             left = list(pending)
@@ -110,7 +110,7 @@ def dask_cluster(calls: Sequence[Call], workers: int, address: str | None, finis
         else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
     )
     with Client(address or cluster) as client:
-        futures = {client.submit(_run, call, env, pure=False): i for i, call in enumerate(calls)}
+        futures = {client.submit(_run, call, env, "dask", pure=False): i for i, call in enumerate(calls)}
         try:
             return _ordered(
                 futures, lambda f: finished(f.result()), lambda fs: ((f, fs[f]) for f in dask_completed(list(fs)))

@@ -61,6 +61,10 @@ def environment() -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # how the run was executed: set by the runner's executors and by `accelerate launch` / torch.distributed.run
+        "executor": os.environ.get("WORKBENCH_EXECUTOR", "serial"),
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
+        "precision": os.environ.get("ACCELERATE_MIXED_PRECISION", "no"),
     }
 
 

@@ -13,10 +13,10 @@ every other objective without a second loop:
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from workbench.paper_models import dry_run
-from workbench.runtime import atomic_directory, default_device, set_seed
+from workbench.runtime import atomic_directory, set_seed
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
 Losses = torch.Tensor | Sequence[torch.Tensor]
@@ -54,6 +54,9 @@ class TrainConfig:
     device: str | None = None
     progress: bool = True
     max_steps: int | None = None  # stop after this many optimisation steps (a `--dry-run` takes one)
+    precision: str | None = (
+        None  # "no", "bf16" or "fp16" (mixed precision via Accelerate); None: $ACCELERATE_MIXED_PRECISION or "no"
+    )
 
 
 @dataclass
@@ -75,7 +78,7 @@ class History:
             return False
         if score > self.best_score:
             self.best_score, self.best_epoch, self._stale = score, epoch, 0
-            self._best_state = copy.deepcopy(model.state_dict())
+            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             self._stale += 1
         return self._stale >= patience
@@ -200,20 +203,48 @@ def train_step(
     params: Sequence[nn.Parameter],
     max_grad_norm: float | None = None,
     backward: BackwardFn | None = None,
+    accelerator=None,
 ) -> tuple[torch.Tensor, Mapping[str, float]]:
     """One optimisation step (forward, backward or the `backward` hook, clipping, update); returns the detached
     loss (one per task for a multitask objective) and the hook's diagnostics. `fit` and step timings share it.
 
     A `backward` hook receives the per-task losses as `loss_fn` returned them: separate graphs, so a task's loss
-    reaches only the parameters it uses (PCGrad needs that to tell shared parameters from task-specific ones)."""
-    losses = loss_fn(model, batch)
-    optimizer.zero_grad()
-    diagnostics = (backward(losses, params) if backward else total_loss(losses).backward()) or {}
+    reaches only the parameters it uses (PCGrad needs that to tell shared parameters from task-specific ones). Under
+    data parallelism the hook's forward runs without DDP's gradient sync: the hook averages across processes itself.
+    With an `accelerator`, the forward runs under its autocast (mixed precision) and the backward through it."""
+    sync = accelerator.no_sync(model) if (accelerator and backward and accelerator.num_processes > 1) else nullcontext()
+    with sync:
+        with accelerator.autocast() if accelerator else nullcontext():
+            losses = loss_fn(model, batch)
+        optimizer.zero_grad()
+        if backward:
+            diagnostics = backward(losses, params) or {}
+        else:
+            (accelerator.backward if accelerator else torch.Tensor.backward)(total_loss(losses))
+            diagnostics = {}
     if max_grad_norm:
-        nn.utils.clip_grad_norm_(params, max_grad_norm)
+        (accelerator.clip_grad_norm_ if accelerator else nn.utils.clip_grad_norm_)(params, max_grad_norm)
     optimizer.step()
     detached = torch.stack([x.detach() for x in losses]) if isinstance(losses, (list, tuple)) else losses.detach()
-    return detached, diagnostics
+    return detached.float(), diagnostics
+
+
+def make_accelerator(config: TrainConfig):
+    """The Hugging Face Accelerator `fit` runs under: device placement, distributed data parallel when launched with
+    several processes (`accelerate launch` / `torch.distributed.run`), mixed precision. Global batches keep
+    `config.batch_size` (split across processes), so a run's optimisation does not depend on the process count."""
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.state import AcceleratorState
+
+    cpu = config.device == "cpu" or (config.device is None and not torch.cuda.is_available())
+    kwargs = dict(
+        cpu=cpu, mixed_precision=config.precision, dataloader_config=DataLoaderConfiguration(split_batches=True)
+    )
+    try:
+        return Accelerator(**kwargs)
+    except ValueError:  # another precision was set up earlier in this process: keep the processes, change that
+        AcceleratorState._reset_state(reset_partial_state=False)
+        return Accelerator(**kwargs)
 
 
 def weighted_cross_entropy(train: Dataset, config: TrainConfig, num_classes: int | None, device) -> LossFn:
@@ -252,27 +283,35 @@ def fit(
     """
     config = config or TrainConfig()
     set_seed(config.seed)
-    device = torch.device(config.device) if config.device else default_device()
+    accelerator = make_accelerator(config)
+    device = torch.device(config.device) if config.device else accelerator.device
     model.to(device)
     loss_fn = loss_fn or weighted_cross_entropy(train, config, num_classes, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = optimizer or torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_fn)
+    trained = model
+    if accelerator.num_processes > 1:  # DDP: every process sees its share of each global batch, gradients averaged
+        trained, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     history = History()
     max_steps = config.max_steps or (1 if dry_run() else None)
     done_steps = 0
     bar = tqdm(range(config.epochs), desc=desc, disable=not config.progress)
     for epoch in bar:
-        model.train()
+        trained.train()
         start, totals, seen, sums, steps = time.perf_counter(), 0.0, 0, {}, 0
         for batch in loader:
             if max_steps is not None and done_steps >= max_steps:
                 break
             done_steps += 1
             batch = _to(batch, device)
-            losses, diagnostics = train_step(model, batch, loss_fn, optimizer, params, config.max_grad_norm, backward)
-            n = batch_size_of(batch)
+            losses, diagnostics = train_step(
+                trained, batch, loss_fn, optimizer, params, config.max_grad_norm, backward, accelerator
+            )
+            if accelerator.num_processes > 1:  # log the global batch's loss, not this process's share
+                losses = accelerator.reduce(losses, reduction="mean")
+            n = batch_size_of(batch) * accelerator.num_processes
             totals, seen, steps = totals + np.atleast_1d(losses.double().cpu().numpy()) * n, seen + n, steps + 1
             for key, value in diagnostics.items():
                 sums[key] = sums.get(key, 0.0) + value

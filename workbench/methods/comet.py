@@ -60,6 +60,7 @@ from transformers import (
 )
 
 from workbench.encoders import OFFLINE_DEFAULT, TINY_CONFIG, EncoderUnavailable, minilm_path
+from workbench.paper_models import PAPER_ARCHITECTURES, dry_run, paper_config
 from workbench.registry import build, get, register
 from workbench.runtime import atomic_directory, set_seed
 from workbench.training import TrainConfig, class_weights, classification_metrics, fit, predict
@@ -274,8 +275,16 @@ def load_teacher(name: str, num_labels: int = 3, seed: int = 0) -> tuple[PreTrai
     """Tokenizer and a sequence classifier on top of a pretrained encoder (`minilm`, `tiny`, folder or hub id).
 
     Eager attention, so that `output_attentions=True` returns the maps. Offline, a hub id that is not cached
-    raises `EncoderUnavailable` naming the offline default.
+    raises `EncoderUnavailable` naming the offline default. Under `--dry-run` a paper model (`PAPER_ARCHITECTURES`)
+    is built from its published config with random weights (seeded) and MiniLM's tokenizer: nothing is downloaded.
     """
+    if dry_run() and name in PAPER_ARCHITECTURES:
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+        config = paper_config(name, num_labels=num_labels)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+        return tokenizer, model.eval()
     if name == "tiny":
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
         config = BertConfig(vocab_size=tokenizer.vocab_size, num_labels=num_labels, **TINY_CONFIG)
@@ -642,15 +651,21 @@ def retention(student_f1: Sequence[float], teacher_f1: Sequence[float]) -> float
 
 
 def save_model(
-    model: StudentWithProjection | PreTrainedModel, directory: str | Path, tokenizer: PreTrainedTokenizerBase
+    model: StudentWithProjection | PreTrainedModel,
+    directory: str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    files: Mapping[str, str] | None = None,
 ) -> Path:
     """`save_pretrained` (safetensors + config.json) of a teacher or of the bare student, with its tokenizer, so
-    that `load_classifier` (or `AutoTokenizer` / `AutoModelForSequenceClassification`) can load the folder alone."""
+    that `load_classifier` (or `AutoTokenizer` / `AutoModelForSequenceClassification`) can load the folder alone.
+    `files` (name -> text) are written into the same folder, in the same atomic replacement (e.g. a run's card)."""
     bare = model.student if isinstance(model, StudentWithProjection) else model
     directory = Path(directory)
-    with atomic_directory(directory) as tmp:  # a reader never sees a model without its tokenizer
+    with atomic_directory(directory) as tmp:  # a reader never sees a model without its tokenizer (or its card)
         bare.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
     return directory
 
 
@@ -685,8 +700,10 @@ def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
 def head_mean_attention(model: PreTrainedModel, tokenizer, text: str, layer: str = "final", max_length: int = 64):
     """(tokens, the chosen layer's attention averaged over heads as an L x L array) for one text."""
     enc = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
-    eager = copy.deepcopy(model).eval()
-    eager.config._attn_implementation = "eager"
+    eager = model
+    if model.training or model.config._attn_implementation != "eager":  # a copy: the model itself stays as it is
+        eager = copy.deepcopy(model).eval()
+        eager.config._attn_implementation = "eager"
     with torch.no_grad():
         out = eager(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_attentions=True)
     index = attention_layer_index(model.config.num_hidden_layers, layer)

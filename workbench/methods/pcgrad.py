@@ -37,6 +37,23 @@ def project_conflicting(grads: Sequence[torch.Tensor], generator: torch.Generato
     return projected
 
 
+def _averaged_across_processes(grads: Sequence[torch.Tensor | None]) -> tuple[torch.Tensor | None, ...]:
+    """Under data parallelism, each task's gradient averaged over the processes before the projection (the
+    `autograd.grad` calls bypass DDP's own averaging, so without this the replicas would drift apart)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tuple(grads)
+    out = []
+    for grad in grads:
+        if grad is not None:
+            grad = grad.contiguous().clone()
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            grad /= dist.get_world_size()
+        out.append(grad)
+    return tuple(out)
+
+
 def pcgrad_backward(
     losses: Sequence[torch.Tensor], params: Sequence[nn.Parameter], generator: torch.Generator | None = None
 ) -> dict[str, float]:
@@ -48,6 +65,7 @@ def pcgrad_backward(
     """
     params = [p for p in params if p.requires_grad]
     per_task = [torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True) for loss in losses]
+    per_task = [_averaged_across_processes(grads) for grads in per_task]
     shared = [k for k in range(len(params)) if all(g[k] is not None for g in per_task)]
     for k, param in enumerate(params):
         if k not in shared:

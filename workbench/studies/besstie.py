@@ -3,7 +3,9 @@ and the per-batch training time of each head.
 
 Every experiment trains one head variant (`HEAD_VARIANTS`) on one training set and tests it on BESSTIE's
 validation rows of each variety: the cross-variety matrices train on one variety (Google sentiment, Reddit
-sentiment, Reddit sarcasm), the domain-shift matrices train on Twitter or Bicodemix. Every matrix cell becomes one
+sentiment, Reddit sarcasm), the domain-shift matrices train on Twitter or Bicodemix. The matrices' rows (training
+varieties, `train_varieties`) can be split across runs: `--grid train_varieties='[["en-AU"],["en-UK"]]'` gives,
+together, the cells of one run on both, since each cell depends only on its own training set and the test rows. Every matrix cell becomes one
 flat metric row. Heads see the encoder's token states: cached once from a frozen encoder (`finetune=False`,
 the `quick` profile) or computed by an encoder fine-tuned end to end with the head (`finetune=True`, `paper`).
 The parameters become explicit head options and a `TrainConfig` in one place (`recipe`).
@@ -28,7 +30,8 @@ from workbench.data.sampling import dev_split, stratified_sample
 from workbench.encoders import load_encoder
 from workbench.methods.heads import CachedStates, FineTunedEncoder
 from workbench.methods.pcgrad import fit_multitask, pcgrad_backward, predict_multitask
-from workbench.profiles import Param, Profiles
+from workbench.paper_models import dry_run
+from workbench.profiles import Param, ParameterError, Profiles
 from workbench.registry import build
 from workbench.results import StudyResult, Timings, describe_data
 from workbench.runtime import set_seed, torch_threads
@@ -70,7 +73,15 @@ PROFILES = Profiles(
         "max_length": Param(128, "tokens per text", minimum=1),
         "heads": Param(list(HEAD_VARIANTS), "head variants of the cross-variety matrices", choices=HEAD_VARIANTS),
         "varieties": Param(
-            list(BESSTIE_VARIETIES), "BESSTIE varieties to train and test on", choices=BESSTIE_VARIETIES
+            list(BESSTIE_VARIETIES),
+            "BESSTIE varieties to test on (the matrices' columns), and to train on unless train_varieties is set",
+            choices=BESSTIE_VARIETIES,
+        ),
+        "train_varieties": Param(
+            None,
+            "BESSTIE varieties to train on (the matrices' rows; None: the same as varieties), e.g. one per grid run",
+            kind="list",
+            choices=BESSTIE_VARIETIES,
         ),
         "domain_sources": Param(list(DOMAIN_SOURCES), "out-of-domain training sets", choices=DOMAIN_SOURCES),
         "domain_heads": Param(
@@ -146,6 +157,17 @@ PROFILES = Profiles(
         "timing_batches": 50,
         "torch_threads": None,
     },
+    # `--dry-run`: every paper code path (the real architecture, random weights) on a handful of rows, one step each
+    dry_run={
+        "seeds": [0],
+        "max_length": 64,
+        "max_train_rows": 16,
+        "max_test_rows": 16,
+        "max_domain_rows": 16,
+        "dev_fraction": 0.25,
+        "epochs": 1,
+        "timing_batches": 1,
+    },
 )
 
 
@@ -201,10 +223,20 @@ def _bicodemix_frames(seed: int, rows: int | None) -> dict[str, pd.DataFrame]:
     return {"Bicodemix": binary, "Bicodemix-sarcasm": sarcasm, "Bicodemix-multitask": both}
 
 
+def training_varieties(params: Mapping[str, object]) -> list[str]:
+    """The varieties the cross-variety heads train on: `train_varieties`, or `varieties` when it is None."""
+    chosen = params.get("train_varieties")
+    out = list(params["varieties"] if chosen is None else chosen)
+    if not out:
+        raise ParameterError("train_varieties is empty: name at least one variety (None: the same as varieties)")
+    return out
+
+
 def load_seed(params: Mapping[str, object], seed: int) -> StudyData:
     """Every frame one seed needs (the en-IN Google split and the subsamples depend on the seed), with the texts of
-    every evaluation set removed from each training set."""
-    varieties = list(params["varieties"])
+    every evaluation set removed from each training set. Test rows come from `varieties`, BESSTIE training rows
+    from `training_varieties(params)`: a training set is the same whichever other varieties are trained on."""
+    varieties, train_varieties = list(params["varieties"]), training_varieties(params)
     frac = params["seeded_eval_fraction"]
     test = {
         (task, source, var): stratified_sample(
@@ -229,7 +261,7 @@ def load_seed(params: Mapping[str, object], seed: int) -> StudyData:
             params["max_train_rows"],
         )
         for task, source in CROSS_VARIETY_TASKS
-        for var in varieties
+        for var in train_varieties
     }
     multitask = {
         (source, var): clean(
@@ -238,7 +270,7 @@ def load_seed(params: Mapping[str, object], seed: int) -> StudyData:
             params["max_train_rows"],
         )
         for source in sorted({s for _, s in CROSS_VARIETY_TASKS})
-        for var in varieties
+        for var in train_varieties
     }
     domain: dict[str, pd.DataFrame] = {}
     if "Twitter" in params["domain_sources"]:
@@ -432,18 +464,22 @@ def run_cross_variety(
     varieties: Sequence[str],
     seed: int = 0,
     progress: bool = True,
+    train_varieties: Sequence[str] | None = None,
 ) -> list[dict[str, object]]:
-    """Train each head variant on each variety and test on every variety: one metric row per matrix cell.
+    """Train each head variant on each of `train_varieties` (None: `varieties`) and test on every one of
+    `varieties`: one metric row per matrix cell.
 
     Single-task heads train per task; a CrossTalk variant trains once per (source, variety) on rows with both
-    labels and fills the sentiment matrix of that source and, for Reddit, the sarcasm matrix too.
+    labels and fills the sentiment matrix of that source and, for Reddit, the sarcasm matrix too. Every training
+    starts from `seed` (`train_head`), so a cell does not depend on which other cells the same run computes.
     """
+    rows_of = list(varieties if train_varieties is None else train_varieties)
     jobs: list[tuple[str, str, str | None, str]] = []  # (variant, source, task or None for multitask, variety)
     for variant in heads:
         if variant in MULTITASK_HEADS:
-            jobs += [(variant, source, None, var) for source in ("Google", "Reddit") for var in varieties]
+            jobs += [(variant, source, None, var) for source in ("Google", "Reddit") for var in rows_of]
         else:
-            jobs += [(variant, source, task, var) for task, source in CROSS_VARIETY_TASKS for var in varieties]
+            jobs += [(variant, source, task, var) for task, source in CROSS_VARIETY_TASKS for var in rows_of]
     rows = []
     for variant, source, task, train_var in _progress(jobs, "cross-variety", progress):
         if task is None:
@@ -497,15 +533,16 @@ def seconds_per_batch(
 ) -> float:
     """Average wall seconds of one training step (`workbench.training.train_step`: forward, backward or PCGrad's
     backward, AdamW update) of a head variant at `batch_size`, over `batches` batches of `frame` after one warm-up
-    batch. Multitask variants need `sarcasm` labels."""
+    batch (a `--dry-run` times a single step, without warm-up). Multitask variants need `sarcasm` labels."""
     set_seed(seed)
+    warmup = 0 if dry_run() else 1
     multitask = variant in MULTITASK_HEADS
     columns = ["label", "sarcasm"] if multitask else ["label"]
     model = inputs.model(_build_head(variant, inputs, setup))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=setup.config.lr)
-    data = inputs.dataset(frame.iloc[: (batches + 1) * batch_size], columns)
+    data = inputs.dataset(frame.iloc[: (batches + warmup) * batch_size], columns)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=inputs.collate)
     criteria = [nn.CrossEntropyLoss(weight=class_weights(frame[c].to_numpy(), 2)) for c in columns]
     generator = torch.Generator().manual_seed(seed)
@@ -521,21 +558,21 @@ def seconds_per_batch(
 
     backward = pcgrad if variant.endswith("+pcgrad") else None
     steps = list(loader)
-    for batch in steps[:1]:  # warm-up
+    for batch in steps[:warmup]:
         train_step(model, batch, losses, optimizer, params, backward=backward)
     start = time.perf_counter()
-    for batch in steps[1:]:
+    for batch in steps[warmup:]:
         train_step(model, batch, losses, optimizer, params, backward=backward)
-    return (time.perf_counter() - start) / max(len(steps) - 1, 1)
+    return (time.perf_counter() - start) / max(len(steps) - warmup, 1)
 
 
 def run_timing(
     data: StudyData, inputs, setup: Recipe, params: Mapping[str, object], seed: int = 0, progress: bool = True
 ) -> list[dict[str, object]]:
     """Seconds per training batch (batch `timing_batch_size`) for every head variant, all in this run, on en-UK
-    (else the first variety) Google training rows: heads alone on cached states, and (when
+    (else the first training variety) Google training rows: heads alone on cached states, and (when
     `timing_end_to_end`) with the encoder fine-tuned, which is what the study's Table I measures."""
-    variety = "en-UK" if ("Google", "en-UK") in data.multitask_train else params["varieties"][0]
+    variety = "en-UK" if ("Google", "en-UK") in data.multitask_train else training_varieties(params)[0]
     frame = data.multitask_train["Google", variety]
     modes = [("fine-tune encoder + head", inputs)] if inputs.finetune else [("head on cached states", inputs)]
     if not inputs.finetune and params["timing_end_to_end"]:
@@ -578,6 +615,12 @@ def notes(params: Mapping[str, object]) -> list[str]:
         "the final layer" if params["state_layers"] == 1 else f"the mean of the last {params['state_layers']} layers"
     )
     out = []
+    if params.get("dry_run"):
+        out.append(
+            f"DRY RUN: encoder {params['encoder']} has the paper architecture with random weights and MiniLM's "
+            "tokenizer as a stand-in, rows are capped and every training takes one optimisation step: the numbers "
+            "mean nothing; this run only checks that the paper's code path works."
+        )
     if params["encoder"] == "tiny":
         out.append("Encoder 'tiny' is a small randomly initialised BERT: its scores and figures mean nothing.")
     if params["finetune"]:
@@ -604,7 +647,14 @@ def notes(params: Mapping[str, object]) -> list[str]:
         "Cross-variety cells are tested on BESSTIE's official validation rows; the epoch kept is chosen on a seeded "
         f"dev split ({params['dev_fraction']:.0%}) of each training set, never on the test rows."
     )
-    if "en-IN" in params["varieties"]:
+    train_varieties = training_varieties(params)
+    if train_varieties != list(params["varieties"]):
+        out.append(
+            f"Cross-variety heads trained on {', '.join(train_varieties)} (the matrices' rows) and tested on "
+            f"{', '.join(params['varieties'])} (columns): other runs, e.g. of a grid over train_varieties, may hold "
+            "the other rows."
+        )
+    if "en-IN" in [*params["varieties"], *train_varieties]:
         out.append(
             "en-IN Google has no official train split: a seeded stratified split of its validation rows stands in "
             f"({params['seeded_eval_fraction']:.0%} held out for testing); cells using it have seeded_split=True."
@@ -612,7 +662,7 @@ def notes(params: Mapping[str, object]) -> list[str]:
     if any(h in MULTITASK_HEADS for h in [*params["heads"], *params["domain_heads"]]):
         few = (
             ", so for en-IN Google (seeded split of the validation rows) only a handful of rows have both labels"
-            if "en-IN" in params["varieties"]
+            if "en-IN" in train_varieties
             else ""
         )
         out.append(
@@ -681,7 +731,9 @@ def _run(params: Mapping[str, object], data: dict[int, StudyData] | None, progre
         with timings("encode (token states)"):
             inputs = make_inputs(params, seed_data.texts(), progress)
         with timings("cross-variety"):
-            rows += run_cross_variety(seed_data, inputs, setup, params["heads"], varieties, seed, progress)
+            rows += run_cross_variety(
+                seed_data, inputs, setup, params["heads"], varieties, seed, progress, training_varieties(params)
+            )
         with timings("domain shift"):
             rows += run_domain_shift(seed_data, inputs, setup, params["domain_heads"], varieties, seed, progress)
         with timings("timing table"):
@@ -792,4 +844,5 @@ __all__ = [
     "timing_table",
     "train_config",
     "train_head",
+    "training_varieties",
 ]

@@ -12,9 +12,11 @@ test subset, and times the teacher against one saved student per size in this pr
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,15 +40,18 @@ from workbench.methods.comet import (
     efficiency,
     fine_tune_teacher,
     head_mean_attention,
+    load_classifier,
     load_teacher,
     projection_memory_mib,
     projection_parameters,
     retention,
     run_distillation,
+    save_model,
     save_models,
     score,
     teacher_targets,
 )
+from workbench.paper_models import PAPER_ARCHITECTURES
 from workbench.profiles import Param, Profiles
 from workbench.registry import names
 from workbench.results import StudyResult, Timings, describe_data
@@ -110,6 +115,12 @@ PROFILES = Profiles(
         "teacher_epochs": Param(2, "teacher fine-tuning epochs", minimum=1),
         "teacher_lr": Param(1e-4, "teacher fine-tuning learning rate", minimum=0.0),
         "teacher_freeze_embeddings": Param(True, "keep the teacher's word embeddings fixed while fine-tuning it"),
+        "teacher_dir": Param(
+            None,
+            "folder sharing one fine-tuned teacher between runs (e.g. a grid's recipes): loaded when an earlier run "
+            "saved one there with the same settings, else fine-tuned here and saved there; None: not shared",
+            kind="str",
+        ),
         "stage1_epochs": Param(1, "stage 1 (unlabelled corpus) epochs", minimum=1),
         "stage1_lr": Param(1e-3, "stage 1 learning rate", minimum=0.0),
         "stage2_epochs": Param(3, "stage 2 (per-language) epochs", minimum=1),
@@ -163,6 +174,25 @@ PROFILES = Profiles(
         stage2_epochs=5,
         stage2_lr=5e-5,
         bench_rounds=20,
+    ),
+    # `--dry-run`: the paper teacher's and student's real architectures (random weights) on a handful of rows of two
+    # languages and 16-token tweets, every sweep whose recipes take another code path (the temperature and alpha
+    # sweeps only change numbers); every training takes one step (`fit`). The teacher's word embeddings (256M of its
+    # 560M parameters) stay frozen so that its AdamW step fits a shared machine.
+    dry_run=dict(
+        languages=None,
+        max_languages=2,
+        max_length=16,
+        train_rows=8,
+        dev_rows=8,
+        test_rows=8,
+        corpus_rows=4,
+        sweeps=["ablation", "attention_layer", "projection", "student_size"],
+        teacher_epochs=1,
+        teacher_freeze_embeddings=True,
+        stage1_epochs=1,
+        stage2_epochs=1,
+        bench_rounds=1,
     ),
 )
 
@@ -316,6 +346,94 @@ def train_configs(params: Mapping[str, object], progress: bool = False) -> dict[
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The teacher: fine-tuned here, or shared through `teacher_dir`
+# ---------------------------------------------------------------------------------------------------------------
+
+TEACHER_CARD = "comet_teacher.json"  # in a shared teacher folder: the settings it was fine-tuned with, its history
+# every knob the fine-tuned teacher depends on (test_rows too: test texts are removed from the training rows)
+TEACHER_SETTINGS = (
+    "teacher",
+    "seed",
+    "languages",
+    "max_languages",
+    "max_length",
+    "train_rows",
+    "dev_rows",
+    "test_rows",
+    "batch_size",
+    "patience",
+    "teacher_epochs",
+    "teacher_lr",
+    "teacher_freeze_embeddings",
+)
+
+
+def teacher_settings(params: Mapping[str, object]) -> dict[str, object]:
+    """What a shared teacher must have been fine-tuned with to stand in for this run's (JSON values)."""
+    values = {k: params[k] for k in TEACHER_SETTINGS}
+    values["dry_run"] = bool(params.get("dry_run", False))  # a dry run's random teacher never serves a real run
+    return json.loads(json.dumps(values))
+
+
+def saved_teacher(directory: str | Path, params: Mapping[str, object]):
+    """(tokenizer, frozen teacher, fine-tuning history) of a teacher an earlier run saved in `directory`, or None
+    when the folder is missing or empty. A folder holding something else, or a teacher fine-tuned with other
+    settings, is an error that names the folder (and the settings that differ)."""
+    directory = Path(directory)
+    if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
+        return None
+    card_path = directory / TEACHER_CARD
+    if not card_path.is_file():
+        raise FileNotFoundError(
+            f"teacher_dir {directory} is neither empty nor a teacher saved by a Comet run ({TEACHER_CARD} missing); "
+            "name an empty or new folder"
+        )
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    wanted = teacher_settings(params)
+    differ = {k: (card["settings"].get(k), v) for k, v in wanted.items() if card["settings"].get(k) != v}
+    if differ:
+        text = ", ".join(f"{k}: saved {saved!r}, this run {ours!r}" for k, (saved, ours) in differ.items())
+        raise ValueError(f"the teacher in {directory} was fine-tuned with other settings ({text}); use another folder")
+    tokenizer, teacher = load_classifier(directory, attention="eager")  # eager: the distillation reads its maps
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return tokenizer, teacher, pd.DataFrame(card["history"])
+
+
+def save_teacher(directory: str | Path, teacher, tokenizer, history: pd.DataFrame, params: Mapping[str, object]):
+    """Save the fine-tuned teacher with its tokenizer and card (settings, history) in `directory`, atomically."""
+    card = {"settings": teacher_settings(params), "history": history.to_dict("records")}
+    text = json.dumps(card, indent=1, default=lambda v: v.item())  # numpy scalars; floats keep every digit
+    return save_model(teacher, directory, tokenizer, files={TEACHER_CARD: text})
+
+
+def prepare_teacher(params: Mapping[str, object], data: CometData, config: TrainConfig):
+    """(tokenizer, frozen teacher, history, loaded): the teacher loaded from `teacher_dir` when an earlier run saved
+    it there (`loaded` True), else fine-tuned on the pooled train subsets (early stopping on the pooled dev subsets)
+    and, with a `teacher_dir`, saved there for the next runs."""
+    directory = params.get("teacher_dir")
+    if directory:
+        found = saved_teacher(directory, params)
+        if found is not None:
+            return (*found, True)
+    tokenizer, teacher = load_teacher(
+        str(params["teacher"]), num_labels=len(AFRISENTI_LABELS), seed=int(params["seed"])
+    )
+    history = fine_tune_teacher(
+        teacher,
+        tokenizer,
+        concat_frames(list(data.train.values())),
+        concat_frames(list(data.dev.values())),
+        config,
+        int(params["max_length"]),
+        freeze_embeddings=bool(params["teacher_freeze_embeddings"]),
+    )
+    if directory:
+        save_teacher(directory, teacher, tokenizer, history, params)
+    return tokenizer, teacher, history, False
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Rows and summaries
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -458,17 +576,9 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
     with timings("data"):
         data = data if data is not None else load(params)
     configs = train_configs(params, progress)
-    with timings("teacher_fine_tune"):
-        tokenizer, teacher = load_teacher(str(params["teacher"]), num_labels=len(AFRISENTI_LABELS), seed=seed)
-        history = fine_tune_teacher(
-            teacher,
-            tokenizer,
-            concat_frames(list(data.train.values())),
-            concat_frames(list(data.dev.values())),
-            configs["teacher"],
-            length,
-            freeze_embeddings=bool(params["teacher_freeze_embeddings"]),
-        )
+    start = time.perf_counter()
+    tokenizer, teacher, history, loaded = prepare_teacher(params, data, configs["teacher"])
+    timings["teacher_load" if loaded else "teacher_fine_tune"] = time.perf_counter() - start
     teacher_scores = pd.DataFrame(
         [{"language": lang, **score(teacher, tokenizer, data.test[lang], length)} for lang in data.languages]
     )
@@ -511,6 +621,9 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
     summary["speedup"] = summary["student"].map(lambda s: measured[s]["speedup"])
     summary["latency_speedup"] = summary["student"].map(lambda s: measured[s]["latency_speedup"])
     best, verdict = best_recipe(summary)
+    dry = bool(params.get("dry_run"))
+    if dry:  # random weights and one step per training: no recipe meets or misses the targets
+        verdict = "Dry run: no verdict on the speed-up and retention targets (random weights, one step per training)."
     hybrid = summary[summary.config == "hybrid"].iloc[0]
     headline_student = runs["hybrid"].config.student.label
 
@@ -532,7 +645,14 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
             "languages": data.corpus["language"].value_counts().to_dict(),
         }
     )
+    if loaded:
+        source = f"Teacher loaded from {params['teacher_dir']} (fine-tuned by an earlier run with the same settings)."
+    elif params.get("teacher_dir"):
+        source = f"Teacher fine-tuned in this run and saved to {params['teacher_dir']} for the next runs."
+    else:
+        source = "Teacher fine-tuned in this run."
     run_notes = notes(params) + [
+        source,
         f"Speed measured with {torch.get_num_threads()} torch thread(s) on this machine.",
         verdict,
     ]
@@ -548,9 +668,11 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
             "student_macro_f1": hybrid["student_macro_f1"],
             "retention": hybrid["retention"],
             "speedup": measured[headline_student]["speedup"],
-            "best_config": best.config,
-            "best_retention": best.retention,
-            "best_speedup": best.speedup,
+            # the recipe closest to the targets: none is named in a dry run, which judges no target
+            "best_config": None if dry else best.config,
+            "best_retention": None if dry else best.retention,
+            "best_speedup": None if dry else best.speedup,
+            **({"dry_run": True} if dry else {}),
         },
         frames=data,
         teacher_history=history,
@@ -576,6 +698,17 @@ def notes(params: Mapping[str, object]) -> list[str]:
     p = params
     out = []
     teacher = str(p["teacher"])
+    if p.get("dry_run"):
+        model = (
+            f"the teacher {teacher!r} has its published architecture but random weights and a stand-in tokenizer "
+            "(MiniLM's)"
+            if teacher in PAPER_ARCHITECTURES
+            else f"the teacher is {teacher!r}"
+        )
+        out.append(
+            f"DRY RUN: {model}, the rows are capped and every training (teacher, stage 1, stage 2) takes one "
+            "optimisation step: this checks the paper path's code, shapes and memory; the numbers mean nothing."
+        )
     if teacher == "tiny":
         out.append("Tiny randomly initialised teacher on a few rows: the numbers and figures of this run mean nothing.")
     if teacher == PROFILES.defaults("paper")["teacher"]:
@@ -625,7 +758,12 @@ def notes(params: Mapping[str, object]) -> list[str]:
         f"(early stopping after {p['patience']} epoch(s) without dev macro-F1 gain; stage 1 has no dev set)."
     )
     if p["teacher_freeze_embeddings"]:
-        out.append("The teacher's word embeddings stay frozen while it is fine-tuned (saves CPU time).")
+        out.append("The teacher's word embeddings stay frozen while it is fine-tuned (saves CPU time and memory).")
+    if p.get("teacher_dir"):
+        out.append(
+            f"Shared teacher folder {p['teacher_dir']}: the teacher an earlier run with the same teacher settings "
+            "saved there is loaded instead of fine-tuned again; when empty, this run's teacher is saved there."
+        )
     if p["kd"] == "kd":
         out.append(
             "KL is KL(p_teacher || p_student) * T^2 (the usual KD direction); the issue's literal KL(p_s || p_t) is "

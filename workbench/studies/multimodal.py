@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -28,6 +28,7 @@ from workbench.data.multimodal import (
     utterance_view,
     video_view,
 )
+from workbench.data.sampling import split_indices
 from workbench.methods.fusion import (
     AttentionFusion,
     LateFusion,
@@ -51,6 +52,7 @@ STUDY = "multimodal_fusion"
 DATASETS = ("mosi", "mosei_mmsa", "mosei_csd")
 MODES = ("utterance", "context")
 MODEL_FAMILIES = ("unimodal", "fusion")
+DATA_SEED = 0  # seed of the row cap's stratified sample: the same rows for every training seed
 
 
 def model_kinds() -> tuple[str, ...]:
@@ -66,6 +68,9 @@ PROFILES = Profiles(
         ),
         "mosei_path": Param(
             None, "your CMU-MOSEI pickle or .csd folder; pickles are code: name only files you trust", kind="str"
+        ),
+        "max_rows_per_split": Param(
+            None, "stratified cap on samples per split (seeded, binary label); None: all", kind="int", minimum=1
         ),
         "schemes": Param(["binary", "3class", "7class"], "label schemes to run", choices=LABEL_SCHEMES),
         "band": Param(0.0, "3-class neutral band: |score| <= band is neutral", minimum=0),
@@ -125,6 +130,15 @@ PROFILES = Profiles(
         "lr": 1e-4,
         "torch_threads": None,
     },
+    # `--dry-run`: CMU-MOSEI is not shipped, so the CMU-MOSI features present stand in for it; a few rows, one seed,
+    # one epoch (and one step: `fit`); the transformer sizes stay the profile's own.
+    dry_run={
+        "dataset": "mosi",
+        "max_rows_per_split": 32,
+        "seeds": [0],
+        "epochs_utterance": 1,
+        "epochs_context": 1,
+    },
 )
 
 # REFERENCES.md: arXiv 2501.08085 (CMU-MOSEI, 3 classes, test accuracy %), MMSA's table for two peers, and the
@@ -151,7 +165,32 @@ PAPER = {
 
 
 def load(params: Mapping[str, object]) -> MultimodalCorpus:
-    """The study's data: `mosi` from the data root, or CMU-MOSEI from `mosei_path` (MMSA pickle or `.csd` folder)."""
+    """The study's data: `mosi` from the data root, or CMU-MOSEI from `mosei_path` (MMSA pickle or `.csd` folder);
+    each split capped at `max_rows_per_split` samples when set."""
+    return cap_rows(_load_corpus(params), params.get("max_rows_per_split"))
+
+
+def cap_rows(corpus: MultimodalCorpus, rows: int | None, seed: int = DATA_SEED) -> MultimodalCorpus:
+    """At most `rows` samples per split: a seeded sample stratified on the binary label, in the original order (so
+    a video's utterances stay contiguous); the corpus itself when `rows` is None."""
+    if rows is None:
+        return corpus
+    splits = {}
+    for name, split in corpus.splits.items():
+        if len(split) <= rows:
+            splits[name] = split
+            continue
+        binary = (split.frame["score"].to_numpy() >= 0).astype(int)
+        keep = np.asarray(split_indices(len(split), binary, seed, train_size=int(rows))[0])
+        frame = split.frame.iloc[keep].reset_index(drop=True)
+        dropped = {**split.frame.attrs.get("dropped", {}), "subsampled away": len(split) - len(keep)}
+        frame.attrs = {**split.frame.attrs, "dropped": dropped}
+        features = {m: x[keep] for m, x in split.features.items()}
+        splits[name] = MultimodalSplit(frame, features, {m: n[keep] for m, n in split.lengths.items()})
+    return replace(corpus, splits=splits)
+
+
+def _load_corpus(params: Mapping[str, object]) -> MultimodalCorpus:
     from workbench.data.multimodal import load_csd_directory, load_mmsa_pickle, load_mosi
 
     dataset, path = params["dataset"], params.get("mosei_path")
@@ -437,7 +476,24 @@ def notes(params: Mapping[str, object]) -> list[str]:
     }[dataset]
     run_modes = [m for m in modes if mosi or m != "context"]
     epochs = ", ".join(f"{params[f'epochs_{m}']} in {m} mode" for m in run_modes)
-    out = [f"data: {source}; scored on the test split only, after fixed epochs ({epochs})"]
+    out = []
+    if params.get("dry_run"):
+        out.append(
+            "DRY RUN: capped rows, one optimisation step per model, random initial weights (this study loads no "
+            "pretrained model or tokenizer): the profile's code path and model sizes are exercised, the numbers "
+            "mean nothing"
+        )
+        if mosi:
+            out.append(
+                "stand-in data: the CMU-MOSI features present here stand in for the paper's CMU-MOSEI (not on this "
+                "machine): one vector per utterance instead of time steps"
+            )
+    out.append(f"data: {source}; scored on the test split only, after fixed epochs ({epochs})")
+    if params.get("max_rows_per_split"):
+        out.append(
+            f"at most {params['max_rows_per_split']} samples per split (seeded sample stratified on the binary label, "
+            f"seed {DATA_SEED}): not the whole split"
+        )
     if mosi:
         out.append(
             "no validation split: one carved from MOSI train videos would overstate text and visual, whose "
@@ -485,7 +541,8 @@ def compare_fusions(
     metric: str = "accuracy",
 ) -> pd.DataFrame:
     """Is `better` ahead of each rival by more than the seed spread (the two seed stds added), in test `metric`
-    points (x100)? Per scheme and mode: both means, the effect, the spread, paired per-seed gains, a verdict."""
+    points (x100)? Per scheme and mode: both means, the effect, the spread, paired per-seed gains, a verdict (none
+    where an arm ran one seed only: its spread is unknown, not 0)."""
     rows = model_rows(metrics, "test")
     frames = []
     for rival in than:
@@ -495,6 +552,11 @@ def compare_fusions(
         table = table.rename(columns={better: f"{metric}_model", rival: f"{metric}_rival"})
         table.insert(2, "model", better)
         table.insert(3, "rival", rival)
+        # one seed has no spread (its std reads 0): no verdict rather than "beyond the spread" on any difference
+        seeds = rows[rows["model"].isin([better, rival])].groupby(["scheme", "mode", "model"])["seed"].nunique()
+        fewest = seeds.groupby(["scheme", "mode"]).min()
+        single = [fewest.get((s, m), 0) < 2 for s, m in zip(table["scheme"], table["mode"])]
+        table["verdict"] = table["verdict"].where(~np.array(single, dtype=bool), "one seed")
         table["verdict"] = [_verdict_text(v, better, rival) for v in table["verdict"]]
         frames.append(table)
     if not frames:
@@ -510,6 +572,7 @@ def _verdict_text(verdict: str, better: str, rival: str) -> str:
         "better": f"{better} beats {rival} by more than the seed spread",
         "worse": f"{better} is worse than {rival} by more than the seed spread",
         "within spread": f"no difference beyond the seed spread ({better} vs {rival})",
+        "one seed": f"one seed only: no seed spread to judge {better} vs {rival} against (no verdict)",
     }.get(verdict, f"{better} vs {rival}: {verdict}")
 
 

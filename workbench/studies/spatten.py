@@ -30,6 +30,7 @@ from workbench.data.sampling import stratified_sample
 from workbench.encoders import Encoder, cache_dir, load_encoder
 from workbench.methods.probe import train_probe
 from workbench.methods.spatten import CascadePruner, PruneSchedule, flop_ratio, pruned_features
+from workbench.paper_models import dry_run
 from workbench.profiles import Param, Profiles
 from workbench.results import StudyResult, Timings, describe_data
 from workbench.runtime import set_seed, torch_threads
@@ -86,6 +87,17 @@ PROFILES = Profiles(
         keeps=[[0.7, 1.0], [0.5, 1.0], [0.35, 1.0], [0.25, 1.0], [0.15, 1.0], [0.1, 1.0], [0.35, 0.7], [0.25, 0.5]],
         throughput_texts=512,
         repeats=7,
+    ),
+    # `--dry-run`: the paper encoder's real architecture (random weights) and every schedule, on a handful of rows
+    dry_run=dict(
+        max_train_rows=24,
+        max_eval_rows=16,
+        keeps=[[0.35, 1.0], [0.25, 0.5]],  # one token-only and one token + head schedule of the paper's list
+        max_length=64,
+        batch_size=8,
+        throughput_texts=8,
+        repeats=1,
+        head_epochs=1,
     ),
 )
 
@@ -188,7 +200,10 @@ def cached_features(
     texts: Sequence[str], encoder: Encoder, schedule: PruneSchedule, **kwargs
 ) -> tuple[np.ndarray, np.ndarray]:
     """`pruned_features`, stored on disk under the embedding cache (keyed by model, schedule, settings and texts),
-    so that the notebook and the benchmark share one pass per schedule."""
+    so that the notebook and the benchmark share one pass per schedule. A dry run's random-weight features are not
+    stored."""
+    if dry_run():
+        return pruned_features(texts, encoder, schedule, **kwargs)
     key = {
         "model": encoder.fingerprint,
         "token_keep": schedule.token_keep,
@@ -438,8 +453,11 @@ def run(params: dict[str, object], data: SpattenData | None = None, progress: bo
         "flop_ratio": None if best is None else float(best["flop_ratio"]),
         "dense_macro_f1": result.dense_macro_f1,
         "pruned_macro_f1": None if best is None else float(best["macro_f1"]),
-        "target_met": result.target_met,
+        # a dry run's numbers come from random weights and one step: it claims no target either way
+        "target_met": None if params.get("dry_run") else result.target_met,
     }
+    if params.get("dry_run"):
+        result.headline["dry_run"] = True
     return result
 
 
@@ -455,7 +473,14 @@ _COMPARED = ("encoder", "varieties", "max_train_rows", "max_eval_rows", "keeps",
 
 def notes(params: dict[str, object]) -> list[str]:
     """What this run is and how it differs from the paper's settings, derived from the parameters."""
-    out = [
+    out = []
+    if params.get("dry_run"):
+        out.append(
+            f"DRY RUN: {params['encoder']!r} has its published architecture but random weights and a stand-in "
+            "tokenizer (MiniLM's), the rows are capped and every head takes one optimisation step: this checks the "
+            "paper path's code, shapes and memory; the numbers mean nothing."
+        )
+    out += [
         f"Frozen encoder {params['encoder']!r}; a linear head (standardised inputs, class-weighted CE, at most "
         f"{params['head_epochs']} epochs, early stopping on a seeded 15% dev split) on the pooled states "
         f"({_POOLING_TEXT[str(params['pooling'])]}). post_hoc = head trained on dense features, run under pruning; "
@@ -484,7 +509,8 @@ def notes(params: dict[str, object]) -> list[str]:
         + ", ".join(f"({t:g}, {h:g})" for t, h in params["keeps"])
         + "."
     )
-    paper = PROFILES.defaults("paper")
+    # the paper profile's own values, without a dry run's caps (`defaults` adds them inside a `--dry-run`)
+    paper = {name: PROFILES.overrides["paper"].get(name, param.value) for name, param in PROFILES.base.items()}
     differences = [
         f"{name} {_show(params[name])} (paper profile: {_show(paper[name])})"
         for name in _COMPARED
@@ -549,6 +575,8 @@ def tables(result: SpattenResult) -> dict[str, pd.DataFrame]:
 def verdict(result: SpattenResult) -> str:
     """One Markdown line: the best schedule within the tolerance, its speed and F1 beside dense, and the target."""
     best = result.best
+    if result.params.get("dry_run"):
+        return "**Dry run** (random weights, one training step, capped rows): no verdict on the target."
     if best is None:
         return f"**No pruned schedule kept macro-F1 within {F1_TOLERANCE * 100:.0f} point of dense.**"
     return (

@@ -72,6 +72,7 @@ def compare_arms(
             if a in per_seed and b in per_seed:
                 gains = ((per_seed[a] - per_seed[b]) * scale).dropna()
                 row["paired_gains"] = ", ".join(f"{g:+.2f}" for g in gains)
-        row["verdict"] = beyond_spread(row["effect"], spread)
+        one_seed = min(side.loc[a, "seeds"], side.loc[b, "seeds"]) < 2  # no spread to judge against
+        row["verdict"] = "one seed: no verdict" if one_seed else beyond_spread(row["effect"], spread)
         out.append(row)
     return pd.DataFrame(out)
