@@ -338,6 +338,38 @@ def test_study_notes_follow_the_parameters_not_the_profile_name():
     assert not any("mean nothing" in n for n in study.notes(quick))
 
 
+def test_dry_run_caps_the_paper_profile_and_says_so(monkeypatch):
+    from workbench.studies import multilevel as study
+
+    monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
+    params = study.PROFILES.resolve("paper")
+    assert params["dry_run"] is True and params["seeds"] == [0] and params["epochs"] == 1
+    assert params["fine_tune_bert"] and params["bert_encoder"] == "bert-base-uncased"
+    assert params["bert_max_length"] == 512 and params["max_length"] == 128
+    assert (params["d_model"], params["num_layers"], params["d_ff"]) == (256, 4, 1024)  # the paper's model sizes
+    notes = study.notes(params)
+    assert notes[0].startswith("DRY RUN") and "random weights" in notes[0] and "mean nothing" in notes[0]
+    differences = next(n for n in notes if n.startswith("Differences"))
+    assert "dev_size=4 (paper: 2500)" in differences and "max_length=128 (paper: 512)" in differences
+    assert "Settings as in the paper profile." not in notes
+    monkeypatch.delenv("WORKBENCH_DRY_RUN")
+    assert not any("DRY RUN" in n for n in study.notes(study.PROFILES.resolve("paper")))
+
+
+def test_dry_run_fine_tunes_bert_base_from_its_config_offline_for_one_step(monkeypatch):
+    from workbench.methods.textmodels import fine_tuned_encoder_baseline
+
+    monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    texts = [f"{'great lovely fine' if i % 2 else 'awful dull bad'} film number {i}" for i in range(8)]
+    labels = np.arange(8) % 2
+    (row,) = fine_tuned_encoder_baseline(
+        "bert-base-uncased", texts[:4], labels[:4], texts[4:6], labels[4:6], texts[6:], labels[6:], [0], 16, 4
+    )
+    assert row["architecture"] == "bert-base-uncased" and row["params"] == 109_482_240 + 768 * 2 + 2
+    assert row["epochs_run"] == 1  # up to 3 epochs, but a dry run stops after one optimisation step
+
+
 def _ladder_rows(gains: dict[str, list[float]]) -> pd.DataFrame:
     rows = [{"model": "BERT", "ablation_step": None, "seed": None, "accuracy": 0.9}]
     for step, accuracies in gains.items():

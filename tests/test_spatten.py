@@ -307,6 +307,30 @@ def test_run_gives_flat_metric_rows_tables_and_a_saved_report(fixture_data_dir, 
     assert saved["study"] == "spatten" and saved["profile"] == "smoke" and len(saved["metrics"]) == 5
 
 
+def test_dry_run_caps_the_paper_profile_and_says_so(monkeypatch):
+    assert not any("DRY RUN" in note for note in study.notes(study.PROFILES.resolve("paper")))
+    monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
+    params = study.PROFILES.resolve("paper")
+    assert params["dry_run"] is True and params["encoder"] == "bert-base-uncased"  # the paper architecture is kept
+    assert params["max_train_rows"] == 24 and params["head_epochs"] == 1 and len(params["keeps"]) == 2
+    assert all(keep in study.PROFILES.overrides["paper"]["keeps"] for keep in params["keeps"])
+    notes = study.notes(params)
+    assert notes[0].startswith("DRY RUN") and "the numbers mean nothing" in notes[0]
+    assert "max_train_rows 24 (paper profile: all)" in notes[-1] and "keeps 2 schedules (paper profile: 8" in notes[-1]
+    assert study.PROFILES.resolve("paper", max_train_rows=30)["max_train_rows"] == 30  # explicit overrides win
+
+
+def test_dry_run_claims_no_target_and_caches_nothing(fixture_data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
+    result = study.run(study.PROFILES.resolve("smoke", keeps=[[0.2, 0.5]]), progress=False)
+    assert result.headline["target_met"] is None and result.headline["dry_run"] is True
+    assert study.verdict(result).startswith("**Dry run**") and "met" not in study.verdict(result)
+    assert result.notes[0].startswith("DRY RUN") and len(result.frames.valid) <= 16
+    assert not (tmp_path / "cache" / "pruning").exists()
+
+
 def test_notebook_parameters_cell_lists_exactly_the_study_knobs():
     import ast
     from pathlib import Path
