@@ -351,27 +351,30 @@ def _scaled_intermediate(config, hidden_size: int) -> int:
     return max(1, round(config.intermediate_size * hidden_size / config.hidden_size))
 
 
-_PCA_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+_PCA_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
 
-def _embedding_pca(weights: torch.Tensor, components: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(basis (hidden, components), mean) of the word-embedding matrix; memoised, since every recipe reuses it."""
+def _embedding_pca(
+    weights: torch.Tensor, components: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(basis (hidden, components), mean, the centred word embeddings projected on the basis) of the word-embedding
+    matrix; memoised for the latest matrix only, since every recipe of a run reuses it (250k x 1024 for XLM-R)."""
     key = (weights.data_ptr(), tuple(weights.shape), float(weights[:8].detach().sum()), components, seed)
     if key not in _PCA_CACHE:
-        words = weights.detach().float().cpu().numpy()
-        pca = PCA(n_components=components, svd_solver="randomized", random_state=seed).fit(words)
-        _PCA_CACHE[key] = (
-            torch.from_numpy(pca.components_.T.astype(np.float32)),
-            torch.from_numpy(pca.mean_.astype(np.float32)),
-        )
+        _PCA_CACHE.clear()
+        words = weights.detach().float().cpu()
+        pca = PCA(n_components=components, svd_solver="randomized", random_state=seed).fit(words.numpy())
+        basis = torch.from_numpy(pca.components_.T.astype(np.float32))
+        mean = torch.from_numpy(pca.mean_.astype(np.float32))
+        _PCA_CACHE[key] = (basis, mean, (words - mean) @ basis)
     return _PCA_CACHE[key]
 
 
 def _init_embeddings_pca(student: PreTrainedModel, teacher: PreTrainedModel, seed: int) -> None:
     source, target = teacher.base_model.embeddings, student.base_model.embeddings
-    basis, mean = _embedding_pca(source.word_embeddings.weight, student.config.hidden_size, seed)
+    basis, _, projected = _embedding_pca(source.word_embeddings.weight, student.config.hidden_size, seed)
     with torch.no_grad():
-        target.word_embeddings.weight.copy_((source.word_embeddings.weight.float().cpu() - mean) @ basis)
+        target.word_embeddings.weight.copy_(projected)
         for name in ("position_embeddings", "token_type_embeddings"):
             if hasattr(source, name) and hasattr(target, name):
                 src, dst = getattr(source, name).weight, getattr(target, name).weight

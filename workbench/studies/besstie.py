@@ -157,16 +157,20 @@ PROFILES = Profiles(
         "timing_batches": 50,
         "torch_threads": None,
     },
-    # `--dry-run`: every paper code path (the real architecture, random weights) on a handful of rows, one step each
+    # `--dry-run`: every paper code path (the real architecture, random weights, every head, both training sources)
+    # on a handful of short rows, one step of batch 2 per training; one matrix row (en-IN: the seeded Google split)
     dry_run={
         "seeds": [0],
-        "max_length": 64,
+        "train_varieties": ["en-IN"],
+        "max_length": 32,
         "max_train_rows": 16,
-        "max_test_rows": 16,
+        "max_test_rows": 4,
         "max_domain_rows": 16,
-        "dev_fraction": 0.25,
+        "dev_fraction": 0.125,
         "epochs": 1,
+        "batch_size": 2,
         "timing_batches": 1,
+        "timing_batch_size": 2,
     },
 )
 
@@ -490,6 +494,7 @@ def run_cross_variety(
             tasks = [task]
         common = dict(experiment="cross_variety", train_source=source, seed=seed)
         rows += [_cell(trained, inputs, data, t, source, v, train_var, **common) for t in tasks for v in varieties]
+        del trained  # a fine-tuned encoder copy: freed before the next one is built
     return rows
 
 
@@ -522,6 +527,7 @@ def run_domain_shift(
         common = dict(experiment="domain_shift", train_source=origin, seed=seed)
         slices = [(t, s, v) for t, s in CROSS_VARIETY_TASKS if t in tasks for v in varieties]
         rows += [_cell(trained, inputs, data, t, s, v, origin, **common) for t, s, v in slices]
+        del trained
     return rows
 
 

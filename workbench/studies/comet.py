@@ -175,13 +175,13 @@ PROFILES = Profiles(
         stage2_lr=5e-5,
         bench_rounds=20,
     ),
-    # `--dry-run`: the paper teacher's and student's real architectures (random weights) on a handful of rows of two
-    # languages and 16-token tweets, every sweep whose recipes take another code path (the temperature and alpha
-    # sweeps only change numbers); every training takes one step (`fit`). The teacher's word embeddings (256M of its
-    # 560M parameters) stay frozen so that its AdamW step fits a shared machine.
+    # `--dry-run`: the paper teacher's and student's real architectures (random weights) on a handful of rows of one
+    # language (plus a few unlabelled tweets of each other) and 16-token tweets, every sweep whose recipes take another
+    # code path (the temperature and alpha sweeps only change numbers); every training takes one step (`fit`). The
+    # teacher's word embeddings (256M of its 560M parameters) stay frozen so that its AdamW step fits a shared machine.
     dry_run=dict(
         languages=None,
-        max_languages=2,
+        max_languages=1,
         max_length=16,
         train_rows=8,
         dev_rows=8,
