@@ -157,20 +157,23 @@ PROFILES = Profiles(
         "timing_batches": 50,
         "torch_threads": None,
     },
-    # `--dry-run`: every paper code path (the real architecture, random weights, every head, both training sources)
-    # on a handful of short rows, one step of batch 2 per training; one matrix row (en-IN: the seeded Google split)
+    # `--dry-run`: every paper code path (the real architecture with random weights; every head fine-tuned in one
+    # cross-variety row, en-IN: the seeded Google split; a single-task and a multitask head on each domain-shift
+    # source) on a handful of short rows, one optimisation step of batch 2 per training
     dry_run={
         "seeds": [0],
         "train_varieties": ["en-IN"],
-        "max_length": 32,
+        "domain_heads": ["linear", "crosstalk+pcgrad"],
+        "max_length": 16,
         "max_train_rows": 16,
-        "max_test_rows": 4,
+        "max_test_rows": 2,
         "max_domain_rows": 16,
         "dev_fraction": 0.125,
         "epochs": 1,
         "batch_size": 2,
         "timing_batches": 1,
         "timing_batch_size": 2,
+        "torch_threads": 1,
     },
 )
 
