@@ -164,6 +164,7 @@ def test_unknown_or_mistyped_parameter_fails_before_any_kernel(notebooks: Path, 
         ("04_spatten", "max_train_rows=abc", "'max_train_rows'"),
         ("03_besstie", "heads=[linear, nope]", "'nope' is not allowed"),
         ("03_besstie", "epochs=-1", "below the minimum"),
+        ("04_spatten", "encoder=minlm", "did you mean 'minilm'"),
     ],
 )
 def test_study_parameters_are_checked_before_the_notebook_starts(tmp_path: Path, capsys, stem, parameter, expected):

@@ -101,6 +101,25 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def encoder_name_problem(name: object) -> str | None:
+    """Why `name` cannot name an encoder (None when it can): a registered name (`minilm`, `tiny`), a model the
+    workbench knows (`HUB_EXAMPLES`, the paper models), a hub id `org/model`, or an existing local folder. Checked
+    before a run starts, so that a typo fails in seconds, not after a kernel has loaded data."""
+    import difflib
+
+    from workbench.paper_models import PAPER_ARCHITECTURES
+
+    known = ["minilm", "tiny", *HUB_EXAMPLES, *PAPER_ARCHITECTURES]
+    if not isinstance(name, str) or name in known or "/" in name or Path(name).expanduser().is_dir():
+        return None
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (
+        f"unknown encoder {name!r}; {hint}use 'minilm' (offline default), 'tiny', a hub id such as "
+        f"'bert-base-uncased' or 'org/model', or a local model folder"
+    )
+
+
 def load_encoder(
     name: str = OFFLINE_DEFAULT,
     *,

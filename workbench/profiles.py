@@ -58,6 +58,7 @@ class Param:
     optional: bool | None = None
     choices: Sequence[object] | Callable[[], Sequence[object]] | None = None
     minimum: float | None = None
+    validate: Callable[[object], str | None] | None = None  # a problem with the value, or None (e.g. encoder names)
 
     @property
     def type_name(self) -> str:
@@ -98,6 +99,9 @@ class Param:
                 )
         if self.minimum is not None and kind in ("int", "float") and value < self.minimum:
             raise ParameterError(f"parameter {name!r}: {value!r} is below the minimum {self.minimum}")
+        problem = self.validate(value) if self.validate else None
+        if problem:
+            raise ParameterError(f"parameter {name!r}: {problem}")
         return value
 
 

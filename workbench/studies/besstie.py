@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from workbench.data import BESSTIE_VARIETIES, load_besstie, load_bicodemix, load_twitter_entity, remove_overlap
 from workbench.data.besstie import load_besstie_multitask
 from workbench.data.sampling import dev_split, stratified_sample
-from workbench.encoders import load_encoder
+from workbench.encoders import encoder_name_problem, load_encoder
 from workbench.methods.heads import CachedStates, FineTunedEncoder
 from workbench.methods.pcgrad import fit_multitask, pcgrad_backward, predict_multitask
 from workbench.paper_models import dry_run
@@ -62,7 +62,9 @@ PAPER = {
 PROFILES = Profiles(
     base={
         "seeds": Param([0], "training seeds: every experiment runs once per seed", kind="list"),
-        "encoder": Param("minilm", "'minilm', 'tiny', or a hub id such as 'bert-base-uncased'"),
+        "encoder": Param(
+            "minilm", "'minilm', 'tiny', or a hub id such as 'bert-base-uncased'", validate=encoder_name_problem
+        ),
         "finetune": Param(False, "True: fine-tune the encoder with each head; False: frozen, cached token states"),
         "state_layers": Param(4, "heads read the mean of the encoder's last N layers (1: the final layer)", minimum=1),
         "linear_pooling": Param(

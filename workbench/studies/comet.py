@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from workbench.data import AFRISENTI_LABELS, afrisenti_languages, concat_frames, load_afrisenti, remove_overlap
 from workbench.data.sampling import stratified_sample
-from workbench.encoders import OFFLINE_DEFAULT
+from workbench.encoders import OFFLINE_DEFAULT, encoder_name_problem
 from workbench.methods.comet import (
     ATTENTION_LAYERS,
     KD_LOSSES,
@@ -73,7 +73,11 @@ PROFILES = Profiles(
             optional=True,
             minimum=1,
         ),
-        "teacher": Param(OFFLINE_DEFAULT, "teacher encoder: minilm (offline default), tiny, a local folder or hub id"),
+        "teacher": Param(
+            OFFLINE_DEFAULT,
+            "teacher encoder: minilm (offline default), tiny, a local folder or hub id",
+            validate=encoder_name_problem,
+        ),
         "languages": Param(
             ["hau", "ibo", "kin", "pcm", "yor"],
             "AfriSenti languages to fine-tune and score; None: the first `max_languages` with training rows",

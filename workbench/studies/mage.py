@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from workbench.data import AFRISENTI_LABELS, afrisenti_languages, load_afrisenti, remove_overlap
 from workbench.data.sampling import split_indices, stratified_sample
+from workbench.encoders import encoder_name_problem
 from workbench.methods.mage import (
     CLASSIFIERS,
     EmbeddingAugmenter,
@@ -70,7 +71,11 @@ def _afrisenti_codes() -> list[str]:
 PROFILES = Profiles(
     base={
         "languages": Param(["kin", "swa", "tso"], "AfriSenti language codes, e.g. [hau]", choices=_afrisenti_codes),
-        "encoder": Param("minilm", "sentence encoder: minilm (offline), tiny (tests), or a hub id / local folder"),
+        "encoder": Param(
+            "minilm",
+            "sentence encoder: minilm (offline), tiny (tests), or a hub id / local folder",
+            validate=encoder_name_problem,
+        ),
         "pooling": Param("mean", "sentence vector: mean over tokens or the [CLS] state", choices=("mean", "cls")),
         "max_length": Param(128, "tokens per tweet", minimum=1),
         "cleaning": Param(

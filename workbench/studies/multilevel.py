@@ -18,7 +18,7 @@ import torch
 
 from workbench.data import load_imdb, remove_overlap
 from workbench.data.sampling import split_indices, stratified_sample
-from workbench.encoders import EncoderUnavailable, load_encoder
+from workbench.encoders import EncoderUnavailable, encoder_name_problem, load_encoder
 from workbench.methods.multilevel import feed_forward_cost
 from workbench.methods.textmodels import (
     TextRun,
@@ -65,7 +65,9 @@ PROFILES = Profiles(
         "lr": Param(3e-3, "AdamW learning rate of the from-scratch models", minimum=0),
         "contrastive_weight": Param(0.5, "lambda: weight of the supervised contrastive loss", minimum=0),
         "temperature": Param(0.1, "tau: temperature of the supervised contrastive loss", minimum=0),
-        "bert_encoder": Param("minilm", "BERT row encoder: `minilm`, `tiny`, a local folder or a hub id"),
+        "bert_encoder": Param(
+            "minilm", "BERT row encoder: `minilm`, `tiny`, a local folder or a hub id", validate=encoder_name_problem
+        ),
         "bert_max_length": Param(128, "tokens per review for the BERT row", minimum=1),
         "bert_train_size": Param(
             3000, "training reviews for the BERT row (None: the whole training subset)", optional=True, minimum=1

@@ -17,7 +17,7 @@ import torch
 from workbench.data import BESSTIE_VARIETIES, load_besstie, remove_overlap
 from workbench.data.besstie import BESSTIE_SOURCES, BESSTIE_TASKS
 from workbench.data.sampling import stratified_sample
-from workbench.encoders import embed_texts, load_encoder
+from workbench.encoders import embed_texts, encoder_name_problem, load_encoder
 from workbench.methods.probe import EmbeddingClassifier, tensor_dataset, train_probe
 from workbench.profiles import Param, Profiles
 from workbench.results import StudyResult, Timings, describe_data
@@ -32,7 +32,11 @@ PAPER = {"bert_large_macro_f1": BESSTIE_PAPER["bert_large_macro_f1"]}
 PROFILES = Profiles(
     base={
         "seed": Param(0, "seed of the dev split, the head's initialisation and the batch order", minimum=0),
-        "encoder": Param("minilm", "the frozen encoder: 'minilm', 'tiny', or a hub id such as 'bert-base-uncased'"),
+        "encoder": Param(
+            "minilm",
+            "the frozen encoder: 'minilm', 'tiny', or a hub id such as 'bert-base-uncased'",
+            validate=encoder_name_problem,
+        ),
         "max_length": Param(256, "tokens per review", minimum=1),
         "max_train_rows": Param(None, "cap on training rows (stratified, seeded; None: all)", kind="int", minimum=1),
         "max_test_rows": Param(None, "cap on held-out rows (stratified, seeded; None: all)", kind="int", minimum=1),

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from workbench.data import BESSTIE_VARIETIES, load_besstie, remove_overlap
 from workbench.data.sampling import stratified_sample
-from workbench.encoders import Encoder, cache_dir, load_encoder
+from workbench.encoders import Encoder, cache_dir, encoder_name_problem, load_encoder
 from workbench.methods.probe import train_probe
 from workbench.methods.spatten import CascadePruner, PruneSchedule, flop_ratio, pruned_features
 from workbench.paper_models import dry_run
@@ -46,7 +46,9 @@ PAPER_SCHEDULE = {"token_start": 0.15, "head_start": 0.30}
 PROFILES = Profiles(
     base={
         "seed": Param(0, "seed of the row sampling, the head's initialisation and its dev split", minimum=0),
-        "encoder": Param("minilm", "encoder: registry name (minilm, tiny), local folder or hub id"),
+        "encoder": Param(
+            "minilm", "encoder: registry name (minilm, tiny), local folder or hub id", validate=encoder_name_problem
+        ),
         "varieties": Param(["en-AU", "en-UK"], "BESSTIE varieties (Google sentiment rows)", choices=BESSTIE_VARIETIES),
         "max_train_rows": Param(1200, "stratified subsample of the training rows; None: all", optional=True, minimum=1),
         "max_eval_rows": Param(None, "stratified subsample of the validation rows; None: all", kind="int", minimum=1),
