@@ -177,16 +177,3 @@ class Profiles:
                 close = difflib.get_close_matches(name, self.base, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(self.base)}"
                 raise ParameterError(f"unknown parameter {name!r} for {where}{hint}")
-
-
-def resolve_parameters(
-    defaults: Mapping[str, Mapping[str, object]], profile: str, **overrides: object
-) -> dict[str, object]:
-    """Untyped form for small ad-hoc notebooks (the toy notebooks of the tests): the profile's dict with every
-    override that is not None on top; unknown names are an error."""
-    if profile not in defaults:
-        raise ParameterError(f"unknown profile {profile!r}; expected one of {tuple(defaults)}")
-    unknown = [k for k in overrides if k not in defaults[profile]]
-    if unknown:
-        raise ParameterError(f"unknown parameter(s) {unknown} for this notebook; known: {sorted(defaults[profile])}")
-    return {**defaults[profile], **{k: decode_value(v) for k, v in overrides.items() if v is not None}}
