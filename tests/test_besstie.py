@@ -11,6 +11,7 @@ import torch
 from workbench.data import load_besstie
 from workbench.data.besstie import load_besstie_multitask
 from workbench.profiles import ParameterError
+from workbench.registry import build
 from workbench.studies.besstie import (
     CROSS_VARIETY_TASKS,
     HEAD_VARIANTS,
@@ -147,9 +148,17 @@ def test_notes_follow_the_parameters():
     assert "Encoder minilm frozen" in text and "mean of the last 4 layers" in text and "max_length 128" in text
     assert "instead of the [CLS] state" in text and "at most 2000 rows" in text
     assert "Domain shift without the bilstm head(s)." in quick and "Seeds: 0 (1 run per cell)." in quick
+    assert "frozen, the pruned pass computed once and cached" in text and "decays to 50% of each text's" in text
+    assert "kept tokens' states (the mean of the last 4 layers, mean over the kept tokens)" in text
+    assert "Bicodemix: only its English (en) comments (lang_id), as in the study" in text
     text = " ".join(paper)
     assert "frozen" not in text and "Encoder bert-base-uncased fine-tuned end to end" in text
-    assert "the final layer" in text and "[CLS]" not in text and "Domain shift without" not in text
+    assert "the final layer" in text and "instead of the [CLS] state" not in text and "Domain shift without" not in text
+    assert "fine-tuned with pruning on in every training step" in text and "(the final layer, [CLS])" in text
+    mixed = " ".join(notes(PROFILES.resolve("quick", bicodemix_languages=["en", "cm"], spatten_head_keep=0.5)))
+    assert "English (en) and code-mixed (cm) comments" in mixed and "not as in the study" in mixed
+    assert "and 50% of the heads" in mixed
+    assert not any("SpAtten" in n for n in notes(PROFILES.resolve("quick", heads=["linear"], domain_heads=["cnn"])))
     assert "lr 2e-05" in text and "batch 8" in text and "up to 30 epochs" in text
     few = notes(PROFILES.resolve("quick", varieties=["en-AU"], domain_sources=[], seeds=[0, 1, 2]))
     assert not any("en-IN" in note for note in few) and not any("Domain shift" in note for note in few)
@@ -235,8 +244,14 @@ def test_figures_and_widget(smoke_run):
     assert len(fig.layout.shapes) == 3  # the outlined diagonal
     assert len(cross_variety_grid(metrics).data) == len(CROSS_VARIETY_TASKS) * len(HEAD_VARIANTS)
     assert len(head_comparison_figure(metrics).data) > 0
-    rows = domain_shift_heatmap(metrics, "Sentiment").data[0].y  # linear on both sources, CrossTalk on Bicodemix
-    assert sorted(rows) == ["Bicodemix · crosstalk+pcgrad", "Bicodemix · linear", "Twitter · linear"]
+    rows = domain_shift_heatmap(metrics, "Sentiment").data[0].y  # single-task heads on both sources, CrossTalk on one
+    assert sorted(rows) == [
+        "Bicodemix · crosstalk+pcgrad",
+        "Bicodemix · linear",
+        "Bicodemix · spatten",
+        "Twitter · linear",
+        "Twitter · spatten",
+    ]
     assert len(timing_figure(metrics, PAPER["seconds_per_batch"]).data) == 3  # two modes + the paper's diamonds
     assert len(timing_figure(metrics).data) == 2  # without paper numbers: the two modes only
     paper_marks = [t for t in head_comparison_figure(metrics, PAPER["bert_large_macro_f1"]).data if t.type == "scatter"]
@@ -309,3 +324,90 @@ def test_dry_run_caps_the_paper_profile_and_says_so(fixture_data, monkeypatch):
     assert (trained["best_epoch"] == 0).all() and trained["macro_f1"].between(0, 1).all()
     assert set(metrics.loc[metrics["experiment"] == "timing", "batches"]) == {1}
     assert result.notes[0].startswith("DRY RUN")
+
+
+# ---------------------------------------------------------------------------------------------- SpAtten + Linear
+
+
+def test_spatten_head_fills_cross_variety_domain_shift_and_timing_rows(smoke_run):
+    """Issue 15: BERT + SpAtten + Linear is a head variant of the study: cross-variety cells (train variety x test
+    variety), domain-shift cells and a timing row, under the same `head` column as the other heads."""
+    metrics = smoke_run.metrics
+    cells = metrics[(metrics["experiment"] == "cross_variety") & (metrics["head"] == "spatten")]
+    for task, source in CROSS_VARIETY_TASKS:
+        matrix = cross_variety_matrix(metrics, task, source, "spatten")
+        assert matrix.shape == (3, 3) and matrix.notna().all().all(), (task, source)
+    assert len(cells) == len(CROSS_VARIETY_TASKS) * 9 and cells["macro_f1"].between(0, 1).all()
+    shift = metrics[(metrics["experiment"] == "domain_shift") & (metrics["head"] == "spatten")]
+    assert set(zip(shift["train_variety"], shift["task"])) == {
+        ("Twitter", "Sentiment"),
+        ("Bicodemix", "Sentiment"),
+        ("Bicodemix", "Sarcasm"),
+    }
+    assert len(shift) == 6 + 6 + 3
+    timing = timing_table(metrics)
+    assert (timing.loc["spatten", ["fine-tune encoder + head", "head on cached states"]] > 0).all()
+    assert timing.loc["spatten", "paper (T4, BERT-base)"] == pytest.approx(0.281)
+    assert any("SpAtten's pruned pass kept" in note for note in smoke_run.notes)
+
+
+def test_spatten_head_reads_a_pruned_pass_and_trains_with_it(fixture_data):
+    from workbench.methods.heads import PrunedCachedStates, PrunedSequenceClassifier
+
+    params = _params(heads=["linear", "spatten"], varieties=["en-AU"], domain_sources=[], domain_heads=[])
+    data = load_seed(params, seed=0)
+    inputs = make_inputs(params, data.texts(), progress=False)
+    pruned = inputs.for_head("spatten")
+    assert isinstance(pruned, PrunedCachedStates) and inputs.for_head("linear") is inputs
+    # the cascade keeps about half of each text's tokens (special tokens always), never more than the dense pass
+    assert (pruned.mask.sum(1) <= inputs.mask.sum(1)).all() and (pruned.mask.sum(1) < inputs.mask.sum(1)).any()
+    assert 0.4 < pruned.kept_share < 0.9
+    rows = pd.DataFrame(run_cross_variety(data, inputs, recipe(params), ["spatten"], ["en-AU"], progress=False))
+    assert len(rows) == 3 and set(rows["head"]) == {"spatten"}
+    # fine-tuning: the pruned encoder is trained end to end with the Linear head on its kept tokens
+    tuned = make_inputs(_params(finetune=True, heads=["spatten"], domain_heads=[]), [], progress=False)
+    model = tuned.for_head("spatten").model(build("head", "spatten", tuned.hidden_size, 2))
+    assert isinstance(model, PrunedSequenceClassifier)
+    frame = data.single_train["Sentiment", "Google", "en-AU"].iloc[:4]
+    batch = tuned.collate([tuned.dataset(frame, ["label"])[i] for i in range(4)])
+    model(*batch[:2]).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_without_a_spatten_head_no_pruned_pass_is_made(fixture_data):
+    params = _params(heads=["linear"], domain_heads=["linear"], varieties=["en-AU"], domain_sources=[])
+    inputs = make_inputs(params, ["a text", "another text"], progress=False)
+    assert inputs.pruned is None
+    with pytest.raises(ValueError, match="reads SpAtten-pruned token states"):
+        inputs.for_head("spatten")
+
+
+def test_domain_shift_trains_on_the_english_bicodemix_comments(fixture_data):
+    data = load_seed(_params(), seed=0)
+    for name in ("Bicodemix", "Bicodemix-sarcasm", "Bicodemix-multitask"):
+        frame = data.domain_train[name]
+        assert set(frame["lang_id"]) == {"en"}, name
+        assert frame.attrs["dropped"]["language my (Malay) not selected"] == 100
+    mixed = load_seed(_params(bicodemix_languages=["en", "cm"]), seed=0).domain_train["Bicodemix-sarcasm"]
+    assert set(mixed["lang_id"]) == {"en", "cm"}
+    assert "language cm (code-mixed) not selected" not in mixed.attrs["dropped"]
+
+
+def test_pruned_states_with_nothing_pruned_are_the_dense_states():
+    """The spatten head's inputs differ from the other heads' only by the pruning: with a dense schedule the pruned
+    pass gives the cached token states (final layer, or the mean of the last layers) exactly."""
+    from workbench.encoders import encode_tokens, load_encoder
+    from workbench.methods.heads import pruned_token_states
+    from workbench.methods.spatten import PruneSchedule
+
+    encoder = load_encoder("tiny")
+    texts = ["a fine film with many words in it", "bad", "not great, not terrible, just a film"]
+    for layers in (1, 2):
+        dense = encode_tokens(texts, encoder, max_length=32, cache=False, progress=False, layers=layers)
+        same = pruned_token_states(
+            texts, encoder, PruneSchedule.dense(encoder.num_layers), max_length=32, layers=layers, cache=False
+        )
+        np.testing.assert_array_equal(same.mask, dense.mask)
+        np.testing.assert_allclose(same.states.astype(np.float32), dense.states.astype(np.float32), atol=1e-3)
+        pruned = pruned_token_states(texts, encoder, PruneSchedule((1.0, 0.5), (1.0, 1.0)), max_length=32, cache=False)
+        assert (pruned.mask.sum(1) < dense.mask.sum(1)).all()

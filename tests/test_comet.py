@@ -19,6 +19,8 @@ from workbench.methods.comet import (
     DistillConfig,
     StudentSpec,
     StudentWithProjection,
+    agnostic_loss_fn,
+    agnostic_targets,
     attention_layer_index,
     attention_mse,
     build_student,
@@ -28,10 +30,15 @@ from workbench.methods.comet import (
     kd_loss,
     kd_reverse_loss,
     load_classifier,
+    load_mlm_teacher,
     load_teacher,
+    mask_tokens,
+    mlm_head_in_checkpoint,
+    mlm_head_of,
     projection_parameters,
     run_distillation,
     save_model,
+    student_mlm_head,
     teacher_targets,
 )
 from workbench.profiles import ParameterError
@@ -125,6 +132,9 @@ def test_distill_config_rejects_impossible_recipes():
         DistillConfig("x", spec, temperature=0.0)
     with pytest.raises(ValueError, match="stage2"):
         DistillConfig("x", spec, stage2="distill")
+    with pytest.raises(ValueError, match="stage1"):
+        DistillConfig("x", spec, stage1="mlm")
+    assert (DistillConfig("x", spec).stage1, DistillConfig("x", spec).stage2) == ("task-specific", "ce")
 
 
 def test_attention_layer_choice():
@@ -218,6 +228,21 @@ def test_sweep_covers_every_experiment_once():
     names_ = {c.name for _, c in configs}
     assert {"hybrid", "kd_only", "attention_only", "T=1", "T=4", "alpha=0.3", "alpha=0.7"} <= names_
     assert {"layer=upper_middle", "projection=faithful", "projection=low_rank", "student=1L-64H-2A"} <= names_
+    by_name = {c.name: c for _, c in configs}
+    assert (by_name["hybrid"].stage1, by_name["hybrid"].stage2) == ("task-specific", "ce")  # stage 2: CE only
+    assert by_name["stage2=ce+kd"].stage2 == "ce+kd" and by_name["stage1=task-agnostic"].stage1 == "task-agnostic"
+    label_only = by_name["label_only"]
+    assert (label_only.stage1, label_only.stage2) == ("none", "ce") and label_only.student == by_name["hybrid"].student
+    paper = {c.name: c for _, c in study.sweep_configs(study.PROFILES.resolve("paper"))}
+    assert paper["hybrid"].stage1 == "task-agnostic" and paper["stage1=task-specific"].stage1 == "task-specific"
+    repeats = study.seed_repeats(study.PROFILES.resolve("quick"))
+    assert [(e, c.name, s) for e, c, s in repeats] == [
+        ("ablation", "hybrid", 1),
+        ("label_only", "label_only", 1),
+        ("ablation", "hybrid", 2),
+        ("label_only", "label_only", 2),
+    ]  # with the sweep's seed 0: three seeds of each arm
+    assert study.seed_repeats(study.PROFILES.resolve("quick", sweeps=["ablation"])) == []
     assert "T=2" not in names_ and "alpha=0.5" not in names_  # those are the base recipe itself
     assert [e for e, _ in configs][0] == "ablation" and configs[0][1].name == "hybrid"
     assert {e for e, _ in configs} == set(study.SWEEPS)
@@ -248,11 +273,26 @@ def test_notes_follow_the_parameters():
     assert "mean nothing" in smoke and "mean nothing" not in quick
     assert "hau, ibo, kin, pcm, yor" in quick and "first 3 AfriSenti languages" in smoke
     assert "Peak memory not measured" in smoke and "Peak memory not measured" not in quick
-    changed = " ".join(study.notes(study.PROFILES.resolve("quick", kd="kd_reverse", stage2="ce", temperature=4)))
-    assert "literal KL(p_student || p_teacher)" in changed and "cross-entropy alone" in changed
+    # profile, stage-1 kind, stage 2 and the label-only seeds, from the parameters
+    assert "Profile quick" in quick and "Profile paper" in paper
+    assert "Stage 1 is task-specific (not the paper's kind)" in quick
+    assert "Stage 1 is task-agnostic (the paper's kind): KD on the pretrained teacher's masked-LM logits" in paper
+    assert "15% masked tokens" in paper and "20% masked" in " ".join(
+        study.notes(study.PROFILES.resolve("paper", mask_probability=0.2))
+    )
+    # MiniLM ships without MLM head weights: the task-agnostic arm matches hidden states, and the notes say so
+    assert "'minilm' has no masked-LM head weights" in quick and "no masked-LM head weights" not in paper
+    assert "cross-entropy alone, as the paper describes" in quick and "cross-entropy alone, as the paper" in paper
+    assert "seeds [0, 1, 2]" in quick and "seeds [0, 1]" in smoke
+    assert "Label-only" not in " ".join(study.notes(study.PROFILES.resolve("quick", sweeps=["ablation"])))
+    changed = " ".join(study.notes(study.PROFILES.resolve("quick", kd="kd_reverse", stage2="ce+kd", temperature=4)))
+    assert "literal KL(p_student || p_teacher)" in changed and "plus the task-specific distillation loss" in changed
     assert "T = 4, alpha = 0.5 (paper: T = 2" in changed
     only_t = study.notes(study.PROFILES.resolve("quick", sweeps=["temperature"]))
-    assert "Sweeps not run: ablation, alpha, attention_layer, projection, student_size." in only_t
+    assert (
+        "Sweeps not run: ablation, label_only, stage1, stage2, alpha, attention_layer, projection, student_size."
+        in only_t
+    )
     assert not any("Sweeps not run" in line for line in study.notes(study.PROFILES.resolve("quick")))
 
 
@@ -346,10 +386,91 @@ def test_two_stage_distillation_is_deterministic(tiny_run):
     assert [r["language"] for r in first.scores] == ["aaa"]
     assert 0.0 <= first.scores[0]["macro_f1"] <= 1.0
     assert first.scores == second.scores
-    assert {"stage1_kd", "stage1_attention", "stage2_ce"} <= set(first.loss_terms)
+    assert {"stage1_kd", "stage1_attention"} <= set(first.loss_terms) and first.stage1_signal == "sentiment-logits"
+    assert "stage2_ce" not in first.loss_terms  # the default stage 2: cross-entropy only, no distillation term
     assert all(p.grad is None or not p.requires_grad for p in teacher.parameters())
-    ce_only = run_distillation(replace(config, stage2="ce"), teacher, tokenizer, targets, **kwargs)
-    assert "stage2_ce" not in ce_only.loss_terms and "stage1_kd" in ce_only.loss_terms
+    with_kd = run_distillation(replace(config, stage2="ce+kd"), teacher, tokenizer, targets, **kwargs)
+    assert {"stage2_ce", "stage2_kd", "stage1_kd"} <= set(with_kd.loss_terms)
+    label_only = run_distillation(replace(config, stage1="none"), teacher, tokenizer, targets, **kwargs)
+    assert label_only.loss_terms == {} and label_only.stage1_signal == "none"
+    assert label_only.student_params == first.student_params
+
+
+def test_mask_tokens_masks_real_non_special_tokens_only():
+    ids = torch.tensor([[101, 5, 6, 7, 8, 9, 10, 102, 0, 0], [101, 11, 102, 0, 0, 0, 0, 0, 0, 0]])
+    mask = (ids != 0).long()
+    masked, positions = mask_tokens(ids, mask, [0, 101, 102, 103], 103, 200, probability=0.3, seed=1)
+    assert positions.shape == (2, 3)  # ceil(0.3 x 10) slots
+    assert positions[0].tolist().count(-1) == 1 and positions[1].tolist() == [1, -1, -1]  # round(0.3 x 6) = 2; >= 1
+    for row, where in zip(range(2), positions):
+        for p in where[where >= 0].tolist():
+            assert ids[row, p] not in (0, 101, 102)
+    untouched = torch.ones_like(ids, dtype=torch.bool)
+    untouched[0, positions[0][positions[0] >= 0]] = False
+    untouched[1, 1] = False
+    assert torch.equal(masked[untouched], ids[untouched])  # only the chosen positions may change
+    again, same = mask_tokens(ids, mask, [0, 101, 102, 103], 103, 200, probability=0.3, seed=1)
+    assert torch.equal(again, masked) and torch.equal(same, positions)
+    many = torch.randint(1000, 2000, (400, 40))
+    masked, positions = mask_tokens(many, torch.ones_like(many), [], 3, 50, seed=0)
+    chosen = positions[positions >= 0]
+    rows = torch.arange(400)[:, None].expand_as(positions)[positions >= 0]
+    share = (masked[rows, chosen] == 3).float().mean().item()
+    assert 0.75 < share < 0.85  # BERT's 80% [MASK] (10% random, 10% kept)
+
+
+def test_mlm_head_check_reads_the_checkpoint_keys():
+    assert mlm_head_in_checkpoint("minilm") is False  # a sentence encoder: saved as BertModel, no cls.* weights
+    assert mlm_head_in_checkpoint("tiny") is True
+    assert mlm_head_in_checkpoint("some-org/not-here") is None
+    model, missing = load_mlm_teacher("minilm")
+    assert missing and all(k.startswith("cls.") for k in missing)  # the head would be newly initialised
+    assert not any(p.requires_grad for p in model.parameters())
+    _, none_missing = load_mlm_teacher("tiny")
+    assert none_missing == []
+
+
+def test_task_agnostic_stage_1_matches_mlm_logits_or_falls_back_to_hidden_states(tiny_teacher):
+    tokenizer, teacher = tiny_teacher
+    mlm_teacher, _ = load_mlm_teacher("tiny", seed=0)
+    texts = ["sannu da zuwa @user", "ina son wannan sosai", "ba na so ba", "mu je gida yanzu"] * 3
+    mlm = agnostic_targets(mlm_teacher, tokenizer, texts, 12, seed=0)
+    assert mlm.signal == "mlm-logits" and mlm.head is mlm_head_of(mlm_teacher)
+    assert mlm.hidden.shape == (12, 2, teacher.config.hidden_size) and mlm.maps["final"].shape == (12, 12, 12)
+    assert (mlm.input_ids == tokenizer.mask_token_id).any()
+    hidden = agnostic_targets(mlm_teacher, tokenizer, texts, 12, use_mlm=False)
+    assert hidden.signal == "hidden-states" and hidden.head is None
+    assert torch.equal(hidden.positions >= 0, hidden.attention_mask.bool())  # every real token
+    spec = StudentSpec(1, 16, 2)
+    student = build_student(teacher, spec)
+    head = student_mlm_head(student)
+    assert head.predictions.decoder.weight is student.get_input_embeddings().weight  # tied, as in pretraining
+    model = StudentWithProjection(student, build("projection", "identity", 12), 0)
+    model.stage1_head = head
+    config = DistillConfig("a", spec, stage1="task-agnostic")
+    loss = agnostic_loss_fn(config, mlm.head)(model, mlm.dataset("final").tensors)
+    loss.backward()
+    assert student.get_input_embeddings().weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in mlm_teacher.parameters())
+    frame = pd.DataFrame({"text": texts, "label": [0, 1, 2] * 4})
+    train = TrainConfig(epochs=1, lr=1e-3, batch_size=4, patience=1, progress=False)
+    targets = teacher_targets(teacher, tokenizer, texts, 12)
+    kwargs = dict(
+        train={"aa": frame},
+        dev={"aa": frame},
+        test={"aa": frame},
+        target_rows={"aa": np.arange(12)},
+        stage1=train,
+        stage2=train,
+        max_length=12,
+    )
+    with_mlm = run_distillation(config, teacher, tokenizer, targets, agnostic=mlm, **kwargs)
+    assert with_mlm.stage1_signal == "mlm-logits" and {"stage1_mlm_kd", "stage1_attention"} <= set(with_mlm.loss_terms)
+    fallback = run_distillation(config, teacher, tokenizer, targets, agnostic=hidden, **kwargs)
+    assert fallback.stage1_signal == "hidden-states" and "stage1_hidden" in fallback.loss_terms
+    assert fallback.students["aa"].stage1_head is None  # only the encoder and its classifier go on to stage 2
+    with pytest.raises(ValueError, match="needs `agnostic`"):
+        run_distillation(config, teacher, tokenizer, targets, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -396,6 +517,41 @@ def test_run_rows_tables_and_saved_models(study_run):
     ]
 
 
+def test_run_rows_name_stage_1_stage_2_and_the_label_only_student(afrisenti_root, monkeypatch):
+    real = study.load_mlm_teacher
+
+    def headless(name, seed=0):  # a checkpoint without MLM head weights, like the MiniLM sentence encoder
+        model, _ = real(name, seed)
+        return model, ["cls.predictions.transform.dense.weight"]
+
+    monkeypatch.setattr(study, "load_mlm_teacher", headless)
+    params = study.PROFILES.resolve("smoke", languages=["aaa"], sweeps=["label_only", "stage1", "stage2"])
+    with pytest.warns(UserWarning, match="falls back to hidden-state"):
+        result = study.run(params, progress=False)
+    students = result.metrics[(result.metrics.model == "student") & result.metrics.language.notna()]
+    arms = {(r.config, r.stage1, r.stage2, r.stage1_signal) for r in students.itertuples()}
+    assert arms == {
+        ("hybrid", "task-specific", "ce", "sentiment-logits"),
+        ("label_only", "none", "ce", "none"),
+        ("stage1=task-agnostic", "task-agnostic", "ce", "hidden-states"),
+        ("stage2=ce+kd", "task-specific", "ce+kd", "sentiment-logits"),
+    }
+    seeds = students.groupby("config")["seed"].apply(set).to_dict()
+    assert seeds == {"hybrid": {0, 1}, "label_only": {0, 1}, "stage1=task-agnostic": {0}, "stage2=ce+kd": {0}}
+    assert set(result.student_rows["seed"]) == {0} and "label_only" in set(result.summary["config"])
+    assert any("falls back to hidden-state + attention matching" in line for line in result.notes)
+    tables = study.tables(result)
+    assert set(tables["stages"]["config"]) == {"hybrid", "stage1=task-agnostic", "stage2=ce+kd"}
+    per_seed = students[students.config.isin(["hybrid", "label_only"])].pivot_table(
+        index="seed", columns="config", values="macro_f1"
+    )
+    effect = tables["label_only_effect"].iloc[0]
+    assert effect["effect"] == pytest.approx(100 * (per_seed["hybrid"] - per_seed["label_only"]).mean())
+    assert tables["label_only"].loc["label_only", "seeds"] == 2
+    scores = study.per_language_scores(result.metrics)  # the run's own seed, although hybrid ran at two
+    assert scores.loc["aaa", "student_macro_f1"] == pytest.approx(result.headline["student_macro_f1"])
+
+
 def test_bench_reads_the_runs_scores_and_times_its_models(study_run, capsys):
     from workbench.bench.distill import main
     from workbench.methods.comet import peak_memory_mib
@@ -417,7 +573,8 @@ def test_bench_reads_the_runs_scores_and_times_its_models(study_run, capsys):
 def test_bench_without_a_saved_run_runs_the_study(afrisenti_root, tmp_path, capsys):
     from workbench.bench.distill import main
 
-    assert main(["--reports", str(tmp_path), "--json", "--rounds", "1", "--no-memory", "-p", "languages=[bbb]"]) == 0
+    args = ["--reports", str(tmp_path), "--json", "--rounds", "1", "--no-memory", "--profile", "smoke"]
+    assert main([*args, "-p", "languages=[bbb]"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["source"] == "run now (profile smoke)" and out["languages"] == ["bbb"]
     assert 0 <= out["retention"] and out["student_params"] < out["teacher_params"]
@@ -514,6 +671,18 @@ def test_dry_run_distils_an_xlmr_teacher_and_claims_no_target(afrisenti_root, dr
     assert type(result.teacher_model).__name__ == "XLMRobertaForSequenceClassification"
     assert result.teacher_history["epoch"].tolist() == [0]
     assert result.headline["dry_run"] is True and result.headline["best_config"] is None
-    assert result.verdict.startswith("Dry run: no verdict") and "recipe(s) reach" not in " ".join(result.notes)
+    assert result.verdict.startswith("Figures not meaningful") and "recipe(s) reach" not in " ".join(result.notes)
     assert set(result.student_rows["config"]) == {"hybrid", "kd_only", "attention_only"}
     assert result.notes[0].startswith("DRY RUN")
+
+
+def test_dry_run_task_agnostic_stage_1_reads_an_xlmr_masked_lm_head(afrisenti_root, dry_run_env):
+    assert mlm_head_in_checkpoint("test/tiny-xlmr") is True  # built whole from its config
+    model, missing = load_mlm_teacher("test/tiny-xlmr", seed=1)
+    assert type(model).__name__ == "XLMRobertaForMaskedLM" and missing == []
+    params = study.PROFILES.resolve("smoke", teacher="test/tiny-xlmr", stage1="task-agnostic", sweeps=["stage1"])
+    result = study.run(params, progress=False)
+    rows = result.student_rows.set_index("config")
+    assert rows.loc["hybrid", "stage1_signal"] == "mlm-logits" and rows.loc["hybrid", "stage1"] == "task-agnostic"
+    assert rows.loc["stage1=task-specific", "stage1_signal"] == "sentiment-logits"
+    assert rows.loc["hybrid", "stage1_mlm_kd"] > 0

@@ -195,7 +195,7 @@ def test_twitter_rejects_unknown_label_names(fixture_data_dir):
 
 # ---------------------------------------------------------------------------------------------- Bicodemix
 def test_bicodemix_sentiment_drops_rows_without_majority(fixture_data_dir):
-    frame = load_bicodemix("sentiment", root=fixture_data_dir)
+    frame = load_bicodemix("sentiment", root=fixture_data_dir, languages=None)  # every language (default: English)
     assert_schema(frame, ["negative", "neutral", "positive"])
     assert len(frame) == 194 and frame.attrs["dropped"] == {"no majority label": 6}
     assert {"id", "lang_id", "source", "task"} <= set(frame.columns)
@@ -203,15 +203,18 @@ def test_bicodemix_sentiment_drops_rows_without_majority(fixture_data_dir):
 
 
 def test_bicodemix_sarcasm_keeps_every_row(fixture_data_dir):
-    frame = load_bicodemix("sarcasm", root=fixture_data_dir)
+    frame = load_bicodemix("sarcasm", root=fixture_data_dir, languages=None)
     assert_schema(frame, ["notsarc", "sarc"])
     assert len(frame) == 200 and frame.attrs["dropped"] == {}
 
 
 @pytest.mark.parametrize("task", ["sentiment", "sarcasm"])
 def test_bicodemix_split_is_disjoint_stratified_and_seeded(fixture_data_dir, task):
-    whole = load_bicodemix(task, "all", root=fixture_data_dir)
-    parts = {split: load_bicodemix(task, split, seed=0, root=fixture_data_dir) for split in ("train", "dev", "test")}
+    whole = load_bicodemix(task, "all", root=fixture_data_dir, languages=None)
+    parts = {
+        split: load_bicodemix(task, split, seed=0, root=fixture_data_dir, languages=None)
+        for split in ("train", "dev", "test")
+    }
     ids = {split: set(part["id"]) for split, part in parts.items()}
     assert not (ids["train"] & ids["dev"] or ids["train"] & ids["test"] or ids["dev"] & ids["test"])
     assert ids["train"] | ids["dev"] | ids["test"] == set(whole["id"])
@@ -221,8 +224,8 @@ def test_bicodemix_split_is_disjoint_stratified_and_seeded(fixture_data_dir, tas
         assert (part["split"] == split).all()
         share = part["label"].value_counts(normalize=True).reindex(overall.index, fill_value=0)
         assert (share - overall).abs().max() < 0.1, split  # stratified: label shares follow the whole file
-    again = load_bicodemix(task, "test", seed=0, root=fixture_data_dir)
-    other = load_bicodemix(task, "test", seed=1, root=fixture_data_dir)
+    again = load_bicodemix(task, "test", seed=0, root=fixture_data_dir, languages=None)
+    other = load_bicodemix(task, "test", seed=1, root=fixture_data_dir, languages=None)
     assert again["id"].tolist() == parts["test"]["id"].tolist()
     assert other["id"].tolist() != parts["test"]["id"].tolist()
 
@@ -344,10 +347,10 @@ def test_real_twitter_counts(real_data_dir):
 
 @pytest.mark.real_data
 def test_real_bicodemix_counts(real_data_dir):
-    sentiment = load_bicodemix("sentiment", root=real_data_dir)
+    sentiment = load_bicodemix("sentiment", root=real_data_dir, languages=None)
     assert counts(sentiment) == (9838, 4197, 2569, 3072)
     assert sentiment.attrs["dropped"] == {"no majority label": 162}
-    assert counts(load_bicodemix("sarcasm", root=real_data_dir)) == (10000, 7645, 2355)
+    assert counts(load_bicodemix("sarcasm", root=real_data_dir, languages=None)) == (10000, 7645, 2355)
 
 
 @pytest.mark.real_data

@@ -203,9 +203,9 @@ def test_heads_have_distinct_learned_context_vectors():
 
 
 @pytest.mark.parametrize("classifier", ["logreg", "lstm"])
-@pytest.mark.parametrize("heads", [0, 2])
-def test_classifier_forward_backward(classifier, heads):
-    model = MageClassifier(dim=16, classifier=classifier, heads=heads, lstm_hidden=8)
+@pytest.mark.parametrize("heads, aggregation", [(0, "mean"), (2, "mean"), (2, "sum"), (2, "concat")])
+def test_classifier_forward_backward(classifier, heads, aggregation):
+    model = MageClassifier(dim=16, classifier=classifier, heads=heads, lstm_hidden=8, head_aggregation=aggregation)
     views = torch.randn(4, 3 if heads else 1, 16)
     logits = model(views)
     assert logits.shape == (4, 3)
@@ -216,6 +216,31 @@ def test_classifier_forward_backward(classifier, heads):
     else:
         with pytest.raises(ValueError, match="one view"):
             model(torch.randn(4, 2, 16))
+
+
+def test_head_aggregations_and_uniform_weights_pool_the_views_as_documented():
+    torch.manual_seed(0)
+    views = torch.randn(5, 3, 16)
+    pooled = {}
+    for aggregation in ("mean", "sum", "concat"):
+        torch.manual_seed(1)  # the same attention weights for every aggregation
+        model = MageClassifier(dim=16, classifier="logreg", heads=4, head_aggregation=aggregation)
+        pooled[aggregation], weights = model.pool(views)
+        assert weights.shape == (5, 4, 3)
+    head_outputs = pooled["concat"].view(5, 4, 16)  # [o_1; ...; o_H]: the heads' weighted views, concatenated
+    assert pooled["concat"].shape == (5, 64) and model.output.in_features == 64
+    torch.testing.assert_close(pooled["sum"], head_outputs.sum(1))
+    torch.testing.assert_close(pooled["mean"], head_outputs.sum(1) / 4)
+    uniform = MageClassifier(dim=16, classifier="lstm", weighting="uniform", lstm_hidden=8)
+    mean, no_weights = uniform.pool(views)
+    torch.testing.assert_close(mean, views.mean(1))  # every view weighted 1/K
+    assert no_weights is None and uniform.attention is None and uniform(views).shape == (5, 3)
+    with pytest.raises(ValueError, match="has no attention"):
+        uniform.attention_weights(views)
+    with pytest.raises(ValueError, match="learned weighting needs heads"):
+        MageClassifier(dim=16, weighting="uniform", heads=2)
+    with pytest.raises(ValueError, match="head_aggregation must be one of"):
+        MageClassifier(dim=16, heads=2, head_aggregation="max")
 
 
 def test_build_views_puts_the_original_first():
@@ -240,6 +265,15 @@ def test_training_views_lida_copies_versus_attention_sets():
     assert evaluation_views(train, augmenters, attention=False).shape == (12, 1, 6)
     test_views = evaluation_views(train, augmenters, attention=True)
     np.testing.assert_allclose(test_views[:, 1], train, rtol=1e-6)  # linear transform: mean of U[-0.1, 0.1] = 0
+    # with copies, the set arms see as many labelled rows as the LiDA arm: fresh draws, the first one unchanged
+    copied, copied_labels = training_views(train, labels, augmenters, attention=True, seed=1, copies=3)
+    assert copied.shape == (36, 3, 6) and len(copied) == len(lida)
+    np.testing.assert_array_equal(copied_labels, np.tile(labels, 3))
+    np.testing.assert_array_equal(copied[:12], sets)
+    np.testing.assert_array_equal(copied[12:24, 0], train)  # every copy holds the original view first
+    assert not np.allclose(copied[12:24, 1], sets[:, 1])  # and new augmentation draws
+    with pytest.raises(ValueError, match="copies"):
+        training_views(train, labels, augmenters, attention=True, seed=1, copies=0)
 
 
 # ---------------------------------------------------------------------------------------------------- leakage
@@ -321,9 +355,15 @@ def test_runner_fails_if_evaluation_rows_reach_an_augmenter(monkeypatch):
 def test_plan_covers_ablations_heads_and_noise():
     plan = plan_experiments(study.PROFILES.resolve("quick"))
     ablation = [e for e in plan if e.study == "ablation"]
-    assert {(e.config, e.attention) for e in ablation} >= {
-        (c, a) for c in ("linear", "ae", "dae", "vae", "all") for a in (False, True)
-    } | {("none", False)}
+    assert {(e.config, e.weighting) for e in ablation} == {
+        (c, w) for c in ("linear", "ae", "dae", "vae", "mage", "all") for w in ("none", "learned", "uniform")
+    } | {("none", "none")}
+    assert {e.heads for e in ablation if e.weighting == "uniform"} == {0}  # same view sets, no attention
+    assert {e.heads for e in ablation if e.weighting == "learned"} == {4}
+    lida_only = plan_experiments(study.PROFILES.resolve("quick", weightings=["none", "learned"]))
+    assert "uniform" not in {e.weighting for e in lida_only}
+    with pytest.raises(ParameterError, match="'random' is not allowed"):
+        study.PROFILES.resolve("quick", weightings=["random"])
     assert {e.heads for e in plan if e.study == "heads"} == {2, 8}
     assert {e.noise_range for e in plan if e.study == "noise"} >= {(-0.05, 0.05), (-0.5, 0.5)}
     assert (-0.1, 0.1) not in {e.noise_range for e in plan if e.study == "noise"}  # already in the ablation
@@ -342,7 +382,14 @@ def test_run_language_rows_are_complete_and_repeatable():
     assert required <= set(frame.columns)
     assert frame[list(study.METRICS)].notna().all().all()
     assert set(frame["config"]) == {"none", "mage", "tfidf"}
-    assert len(frame) == 2 * (2 + 2 * 2 + 2) + 1  # seeds × (none, mage ± attention, mage 2 heads) + tfidf once
+    # seeds × (none, mage × {none, learned, uniform}, mage 2 heads) × classifiers + tfidf once
+    assert len(frame) == 2 * (2 + 2 * 3 + 2) + 1
+    mage = frame[(frame["config"] == "mage") & (frame["study"] == "ablation")].set_index(["seed", "classifier"])
+    lida, learned, uniform = (mage[mage["attention"] == w] for w in ("none", "learned", "uniform"))
+    assert (lida["train_rows"] == 4 * 45).all() and (lida["views"] == 1).all() and (lida["train_copies"] == 4).all()
+    assert (uniform["views"] == 4).all() and (uniform["train_rows"] == 45).all() and (uniform["heads"] == 0).all()
+    assert (learned["views"] == 4).all() and (learned["head_aggregation"] == "mean").all()
+    assert uniform["head_aggregation"].isna().all()
     pd.testing.assert_frame_equal(
         frame.drop(columns="fit_seconds"), pd.DataFrame(again.rows).drop(columns="fit_seconds")
     )
@@ -353,6 +400,23 @@ def test_run_language_rows_are_complete_and_repeatable():
     assert len(first.projection_labels) == len(first.projection["original"]) == params["projection_points"]
     gains = gains_over_baseline(frame)
     assert {"gain_points", "spread_points", "verdict"} <= set(gains.columns)
+
+
+def test_attention_copies_match_the_lida_arms_rows_and_concat_reads_every_head():
+    params = _params(
+        configs=["mage"],
+        head_sweep=[],
+        noise_sweep=[],
+        classifiers=["logreg"],
+        seeds=[0],
+        attention_copies=True,
+        head_aggregation="concat",
+        tfidf_baseline=False,
+    )
+    frame = pd.DataFrame(run_language(_splits(), params, progress=False).rows).set_index("attention")
+    assert frame.loc["none", "train_rows"] == frame.loc["learned", "train_rows"] == frame.loc["uniform", "train_rows"]
+    assert frame.loc["uniform", "train_copies"] == 4 and frame.loc["uniform", "views"] == 4
+    assert frame.loc["learned", "head_aggregation"] == "concat"
 
 
 def test_classifiers_learn_separable_data():
@@ -394,6 +458,21 @@ def test_notes_follow_the_parameters():
     quick, paper = study.PROFILES.resolve("quick"), study.PROFILES.resolve("paper")
     quick_notes, paper_notes = " ".join(study.notes(quick)), " ".join(study.notes(paper))
     assert quick_notes != paper_notes
+    assert "Profile quick:" in quick_notes and "Profile paper:" in paper_notes
+    assert "frozen encoder 'minilm'" in quick_notes and "frozen encoder 'castorini/afriberta_large'" in paper_notes
+    assert "head outputs summed and scaled 1/4" in quick_notes and "(paper profile: concat)" in quick_notes
+    assert "head outputs concatenated" in paper_notes and "scaled 1/4" not in paper_notes
+    assert "autoencoders train 20 epoch(s), batch 128" in quick_notes
+    assert "autoencoders train 100 epoch(s), batch 32" in paper_notes
+    assert "uniform = the same view sets" in quick_notes and "LiDA arm on n x (1 + A) rows" in quick_notes
+    copies = study.notes(study.PROFILES.resolve("quick", attention_copies=True))
+    assert "as many rows as the LiDA arm" in " ".join(copies)
+    no_uniform = " ".join(study.notes(study.PROFILES.resolve("quick", weightings=["none", "learned"])))
+    assert "uniform =" not in no_uniform and "learned =" in no_uniform
+    smaller = " ".join(study.notes(study.PROFILES.resolve("quick", ae_bottleneck=16, vae_latent=64, pooling="cls")))
+    assert "d->16->d" in smaller and "VAE d->64->d" in smaller and "cls pooling" in smaller
+    assert "PCA, TSNE of at most 150" in quick_notes
+    assert "PCA of at most 12" in " ".join(study.notes(study.PROFILES.resolve("smoke")))
     assert "encoder 'minilm' instead of 'castorini/afriberta_large'" in quick_notes
     assert "epochs 15 (paper profile: 100)" in quick_notes
     assert "Differences from the paper" not in paper_notes and "instead of" not in paper_notes
@@ -442,15 +521,17 @@ def test_a_dry_run_headline_claims_no_gain():
 
 
 def _rows() -> pd.DataFrame:
-    """Two seeds: `linear` with attention gains 20 points over `none` (spread 2 × 7.07), `ae` gains nothing."""
+    """Two seeds: `linear` with attention gains 20 points over `none` (spread 2 × 7.07) and 5 over uniform weights,
+    `ae` gains nothing."""
     out = []
     for seed, (none, linear, linear_attention, ae) in enumerate([(0.5, 0.6, 0.7, 0.5), (0.6, 0.7, 0.8, 0.6)]):
         for config, attention, accuracy in [
-            ("none", False, none),
-            ("linear", False, linear),
-            ("linear", True, linear_attention),
-            ("ae", False, ae),
-            ("ae", True, ae),
+            ("none", "none", none),
+            ("linear", "none", linear),
+            ("linear", "learned", linear_attention),
+            ("linear", "uniform", linear_attention - 0.05),
+            ("ae", "none", ae),
+            ("ae", "learned", ae),
         ]:
             out.append(
                 {
@@ -460,7 +541,7 @@ def _rows() -> pd.DataFrame:
                     "config": config,
                     "classifier": "logreg",
                     "attention": attention,
-                    "heads": 4 if attention else 0,
+                    "heads": 4 if attention == "learned" else 0,
                     "noise_low": None,
                     "noise_high": None,
                     "accuracy": accuracy,
@@ -474,19 +555,47 @@ def _rows() -> pd.DataFrame:
 def test_gains_attention_effect_and_headline_judge_by_the_seed_spread():
     rows = _rows()
     gains = gains_over_baseline(rows).set_index(["config", "attention"])
-    assert gains.loc[("linear", True), "gain_points"] == pytest.approx(20.0)
-    assert gains.loc[("linear", True), "spread_points"] == pytest.approx(2 * 100 * np.std([0.7, 0.8], ddof=1))
-    assert gains.loc[("linear", True), "verdict"] == "better"
-    assert gains.loc[("linear", False), "verdict"] == "within spread"  # 10 points < 14.1
-    assert gains.loc[("ae", False), "gain_points"] == pytest.approx(0.0)
+    assert gains.loc[("linear", "learned"), "gain_points"] == pytest.approx(20.0)
+    assert gains.loc[("linear", "learned"), "spread_points"] == pytest.approx(2 * 100 * np.std([0.7, 0.8], ddof=1))
+    assert gains.loc[("linear", "learned"), "verdict"] == "better"
+    assert gains.loc[("linear", "none"), "verdict"] == "within spread"  # 10 points < 14.1
+    assert gains.loc[("linear", "uniform"), "gain_points"] == pytest.approx(15.0)
+    assert gains.loc[("ae", "none"), "gain_points"] == pytest.approx(0.0)
     effect = study.attention_effect(rows).set_index("config")
     assert effect.loc["linear", "effect_points"] == pytest.approx(10.0)
     assert effect.loc["linear", "with_attention"] == pytest.approx(75.0)
+    over_uniform = study.attention_effect(rows, versus="uniform").set_index("config")
+    assert over_uniform.loc["linear", "effect_points"] == pytest.approx(5.0)
+    assert over_uniform.loc["linear", "uniform_weights"] == pytest.approx(70.0)
+    assert "ae" not in over_uniform.index  # no uniform arm ran for ae
     headline = study.headline(rows)
     assert headline["best_gain_setting"] == "kin/logreg/linear+attention(4)"
     assert headline["best_gain_points"] == pytest.approx(20.0) and headline["best_gain_beyond_spread"]
-    assert headline["gains_beyond_spread"] == 1 and headline["settings_compared"] == 4
+    assert headline["gains_beyond_spread"] == 2 and headline["settings_compared"] == 5
     assert headline["baseline_accuracy"] == pytest.approx(0.55) and headline["tfidf_accuracy"] == pytest.approx(0.4)
+
+
+def test_results_written_before_the_uniform_arm_read_as_weighting_arms():
+    legacy = _rows()
+    legacy = legacy[legacy["attention"] != "uniform"].assign(attention=lambda f: f["attention"] != "none")
+    assert legacy["attention"].dtype == bool
+    assert set(study.with_weighting(legacy)["attention"]) == {"none", "learned"}
+    gains = gains_over_baseline(legacy).set_index(["config", "attention"])
+    assert gains.loc[("linear", "learned"), "gain_points"] == pytest.approx(20.0)
+    assert study.attention_effect(legacy).set_index("config").loc["linear", "effect_points"] == pytest.approx(10.0)
+
+
+def test_paper_numbers_are_the_references_only():
+    """REFERENCES.md gives the MAGE paper's baseline, its best gain (+3.64, not attributed to one augmenter), the
+    attention gains with VAE (+0.4) and DAE (+1.21), and two data sizes; nothing else is the paper's."""
+    assert study.PAPER == {
+        "baseline accuracy": 0.568,
+        "best gain, accuracy points": 3.64,
+        "attention gain with VAE, points": 0.40,
+        "attention gain with DAE, points": 1.21,
+        "kin tweets (train+dev+test)": 5155,
+        "tso tweets (train+dev+test)": 1258,
+    }
 
 
 def test_paper_comparison_puts_every_paper_number_beside_ours():
@@ -519,8 +628,18 @@ def test_load_and_run_on_fixture_data(fixture_data_dir, monkeypatch, tmp_path):
     assert not any("@user" in t or "URL" in t for t in splits.train_texts)  # cleaned
     result = study.run(params, data=data, progress=False)
     assert set(result.metrics["config"]) == {"none", "mage", "tfidf"}
-    assert set(study.tables(result)) == {"data", "ablation", "gains", "attention_effect", "heads", "noise", "paper"}
-    assert result.notes == study.notes(params) and result.headline["settings_compared"] == 4
+    assert set(study.tables(result)) == {
+        "data",
+        "ablation",
+        "gains",
+        "attention_effect",
+        "attention_vs_uniform",
+        "heads",
+        "noise",
+        "paper",
+    }
+    assert set(result.metrics["attention"]) == {"none", "learned", "uniform"}
+    assert result.notes == study.notes(params) and result.headline["settings_compared"] == 6
     saved = json.loads(result.save(tmp_path).read_text())
     assert saved["study"] == "mage" and saved["profile"] == "smoke" and len(saved["metrics"]) == len(result.metrics)
 

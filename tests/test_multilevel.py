@@ -328,6 +328,11 @@ def test_study_notes_follow_the_parameters_not_the_profile_name():
     paper_bert = next(n for n in study.notes(paper) if n.startswith("BERT row"))
     assert "frozen" in quick_bert and "fine-tuned" not in quick_bert and "minilm" in quick_bert
     assert "fine-tuned end to end" in paper_bert and "frozen" not in paper_bert and "bert-base-uncased" in paper_bert
+    # issue 15: no line of the paper run's notes calls its BERT frozen, none of quick's calls it fine-tuned
+    assert not any("frozen" in n for n in study.notes(paper))
+    assert not any("fine-tuned" in n for n in study.notes(quick))
+    assert "batch 32" in paper_bert and "one row per seed (3)" in paper_bert and "512 tokens per review" in paper_bert
+    assert "one row and no seed spread" in quick_bert and "128 tokens per review" in quick_bert
     assert "full 25k test set" in study.notes(paper)[0] and "all training reviews" in study.notes(paper)[0]
     assert "Settings as in the paper profile." in study.notes(paper)
     differences = next(n for n in study.notes(quick) if n.startswith("Differences"))

@@ -382,6 +382,22 @@ def test_notes_follow_the_parameters():
     assert any("neutral = |score| <= 0.5" in n for n in band)
 
 
+def test_headline_scheme_seeds_and_smoke_notes_follow_the_parameters():
+    """Issue 15: 3-class accuracy is the headline (the paper's metric), binary beside it; 5+ seeds for the fusion
+    verdicts in quick and paper; the notes say what each run used."""
+    smoke, quick, paper = (study.PROFILES.resolve(p) for p in ("smoke", "quick", "paper"))
+    assert quick["schemes"][:2] == ["3class", "binary"] and paper["schemes"][:2] == ["3class", "binary"]
+    assert len(quick["seeds"]) >= 5 and len(paper["seeds"]) >= 5 and smoke["max_rows_per_split"] == 64
+    quick_text, smoke_text = " ".join(study.notes(quick)), " ".join(study.notes(smoke))
+    assert "headline: 3class test accuracy and binary test accuracy (the paper's metric first" in quick_text
+    assert "rough estimate" not in quick_text and "mean nothing" not in quick_text
+    assert "only 2 seeds" in smoke_text and "plumbing check only: at most 64 samples per split" in smoke_text
+    binary = " ".join(study.notes(study.PROFILES.resolve("quick", schemes=["binary"], seeds=[0])))
+    assert "headline: binary test accuracy; label schemes run: binary" in binary and "no verdict" in binary
+    assert study.headline_schemes(["7class", "binary", "3class"]) == ["3class", "binary"]
+    assert study.headline_schemes(["7class"]) == ["7class"]
+
+
 def test_dry_run_caps_stand_in_mosi_and_say_so(monkeypatch):
     paper = study.PROFILES.resolve("paper")
     assert "dry_run" not in paper and paper["max_rows_per_split"] is None
@@ -450,7 +466,8 @@ def test_study_rows_and_reproducibility(fixture_root):
     cols = ["accuracy", "macro_f1", "weighted_f1"]
     np.testing.assert_allclose(again[cols].to_numpy(), mine[cols].to_numpy())
     alone, _, _ = study.train_and_evaluate(corpus, {**params, "kinds": ["late"]}, ["utterance"], False)
-    assert (alone["epochs"] == 2).all()  # no unimodal baselines before it: late fusion is trained as a whole
+    # no unimodal baselines before it: late fusion is trained as a whole
+    assert (alone["epochs"] == params["epochs_utterance"]).all()
 
 
 def test_run_result_tables_and_saved_rows(fixture_root, tmp_path):
@@ -461,9 +478,17 @@ def test_run_result_tables_and_saved_rows(fixture_root, tmp_path):
     assert set(result.metrics["family"]) == {"unimodal", "fusion", "linear probe", "modality weight"}
     assert set(result.models["model"]) == {"text", "early", "attention"}
     assert len(result.probes) == 2 * 4 * 2  # schemes x probes x splits
-    assert set(result.headline) == {
+    assert list(result.headline) == [  # 3-class first (the paper's metric), binary beside it, whatever the order run
+        "3class_utterance_attention_accuracy", "3class_utterance_early_accuracy", "3class_linear_probe_concat_accuracy",
         "binary_utterance_attention_accuracy", "binary_utterance_early_accuracy", "binary_linear_probe_concat_accuracy",
-    }  # fmt: skip
+    ]  # fmt: skip
+    tests = result.models[result.models["split"] == "test"]
+    for key, value in result.headline.items():
+        scheme, rest = key.split("_", 1)
+        if "probe" not in rest:
+            mode, model = rest.removesuffix("_accuracy").split("_")
+            chosen = tests[(tests["scheme"] == scheme) & (tests["mode"] == mode) & (tests["model"] == model)]
+            assert value == pytest.approx(chosen["accuracy"].mean())
     assert result.notes[: len(study.notes(params))] == study.notes(params)
     verdict_notes = [n for n in result.notes if n.startswith(("binary/utterance:", "3class/utterance:"))]
     assert len(verdict_notes) == 2 and all("early" in n and "spread" in n for n in verdict_notes)
@@ -475,6 +500,7 @@ def test_run_result_tables_and_saved_rows(fixture_root, tmp_path):
     assert paper.loc["attention", "paper (MOSEI, 3-class)"] == pytest.approx(0.7239)
     assert paper.loc["MulT", "paper (MOSEI, 3-class)"] == pytest.approx(0.6704)
     assert "±" in paper.loc["attention", "ours (utterance, 3class)"]
+    assert "±" in paper.loc["attention", "ours (utterance, binary)"]  # binary beside the paper's 3-class metric
     assert paper.loc["late", "ours (utterance, 3class)"] == ""  # not run
     staged = tables["linear_probe_vs_staging"].set_index("model")
     assert staged.loc["text", "staged (MOSI binary)"] == 0.739

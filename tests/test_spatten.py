@@ -13,7 +13,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from workbench.encoders import load_encoder
-from workbench.methods.spatten import CascadePruner, PruneSchedule, dense_flops, pruned_features
+from workbench.methods.spatten import CascadePruner, PruneSchedule, dense_flops, pool_layers, pruned_features
 from workbench.profiles import ParameterError
 from workbench.studies import spatten as study
 
@@ -188,7 +188,7 @@ def test_pruned_features_are_independent_of_batching(tiny):
     assert a.shape == (len(TEXTS), tiny.hidden_size)
 
 
-def test_best_schedule_is_the_fastest_within_one_f1_point():
+def test_best_schedule_is_the_fastest_within_one_f1_point_of_the_reference():
     curve = pd.DataFrame(
         [
             {"schedule": "dense", "training": "pruning_aware", "macro_f1": 0.900, "speedup": 0.9},
@@ -200,6 +200,12 @@ def test_best_schedule_is_the_fastest_within_one_f1_point():
     )
     assert study.best_schedule(curve)["schedule"] == "b"
     assert study.best_schedule(curve, tolerance=0.001) is None
+    # a stronger dense reference (another pooling) moves the bar: only `a` stays within one point of 0.905
+    assert study.best_schedule(curve, reference_f1=0.905)["schedule"] == "a"
+    # nothing within the tolerance: the best trade-off is the most accurate schedule that reaches the target speed
+    assert study.best_trade_off(curve, reference_f1=0.95, target=2.0)["schedule"] == "b"
+    assert study.best_trade_off(curve, reference_f1=0.95, target=5.0)["schedule"] == "a"
+    assert study.best_trade_off(curve, reference_f1=0.905)["schedule"] == "a"  # within the tolerance: the best
 
 
 def test_linear_head_learns_separable_features_and_standardises_inside():
@@ -208,12 +214,78 @@ def test_linear_head_learns_separable_features_and_standardises_inside():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
     features = (rng.normal(size=(200, 8)) * 50 + 100 + labels[:, None] * 100.0).astype(np.float32)
-    head = study.train_head(features, labels, 2, seed=0, epochs=60)
+    head, dev_f1 = study.train_head(features, labels, 2, seed=0, epochs=60)
     torch.testing.assert_close(head.mean, torch.from_numpy(features.mean(0)))
     data = torch.utils.data.TensorDataset(torch.from_numpy(features), torch.from_numpy(labels))
     assert (predict(head, data).argmax(-1) == labels).mean() >= 0.9  # chance is 0.5
-    again = study.train_head(features, labels, 2, seed=0, epochs=60)
+    dev = study.dev_indices(labels, seed=0)
+    assert len(dev) == 30 and dev_f1 == pytest.approx(study._scores(head, features[dev], labels[dev], 2)["macro_f1"])
+    again, _ = study.train_head(features, labels, 2, seed=0, epochs=60)
     torch.testing.assert_close(again.net[-1].weight, head.net[-1].weight)  # same seed, same head
+
+
+def _two_poolings(n_train: int = 200, n_eval: int = 200, seed: int = 0):
+    """Train / held-out features of two poolings: `mean` separates the classes on the training rows (its dev split
+    included) but is noise on the held-out rows; `cls` is weak on the training rows and strong on the held-out ones."""
+    rng = np.random.default_rng(seed)
+    y_train, y_eval = rng.integers(0, 2, n_train), rng.integers(0, 2, n_eval)
+    mean_train = rng.normal(size=(n_train, 4)) + 4.0 * y_train[:, None]
+    mean_eval = rng.normal(size=(n_eval, 4))
+    cls_train = rng.normal(size=(n_train, 4)) + 0.6 * y_train[:, None]
+    cls_eval = rng.normal(size=(n_eval, 4)) * 0.1 + 3.0 * y_eval[:, None]
+    return y_train, y_eval, {"mean": mean_train, "cls": cls_train}, {"mean": mean_eval, "cls": cls_eval}
+
+
+def test_dense_reference_is_chosen_on_the_dev_split_never_on_the_held_out_rows(monkeypatch):
+    y_train, y_eval, train, held_out = _two_poolings()
+
+    def features(texts_, encoder, schedule, *, poolings, **kw):
+        source = train if len(texts_) == len(y_train) and texts_[0].startswith("train") else held_out
+        return {p: source[p].astype(np.float32) for p in poolings}, np.ones(len(texts_))
+
+    monkeypatch.setattr(study, "cached_features", features)
+    monkeypatch.setattr(study, "flop_ratio", lambda *a, **k: 1.0)
+    data = study.SpattenData(
+        pd.DataFrame({"text": [f"train {i}" for i in range(len(y_train))], "label": y_train}),
+        pd.DataFrame({"text": [f"eval {i}" for i in range(len(y_eval))], "label": y_eval}),
+        0,
+        ["negative", "positive"],
+    )
+    accuracy, heads = study.accuracy_curve(
+        None, data, [PruneSchedule.dense(2)], poolings=["mean", "cls"], head_epochs=30, progress=False
+    )
+    rows = accuracy.set_index("pooling")
+    dense = rows[rows["training"] == "pruning_aware"]
+    # the setup: the dev split favours `mean`, the held-out rows favour `cls`
+    assert dense.loc["mean", "dev_macro_f1"] > dense.loc["cls", "dev_macro_f1"]
+    assert dense.loc["cls", "macro_f1"] > dense.loc["mean", "macro_f1"] + 0.2
+    reference = study.dense_reference(accuracy)
+    assert reference["pooling"] == "mean"  # chosen on dev, although `cls` does better on the held-out rows
+    assert ("dense", "pruning_aware", "cls") in heads
+    # the choice rule alone: the held-out column never enters it
+    flipped = accuracy.assign(macro_f1=1.0 - accuracy["macro_f1"])
+    assert study.dense_reference(study.choose_poolings(flipped.drop(columns="chosen")))["pooling"] == "mean"
+
+
+def test_choose_poolings_per_schedule_and_training_with_ties_and_a_fixed_pooling():
+    rows = pd.DataFrame(
+        [
+            {"schedule": "dense", "training": "pruning_aware", "pooling": "mean", "dev_macro_f1": 0.7},
+            {"schedule": "dense", "training": "pruning_aware", "pooling": "cls", "dev_macro_f1": 0.8},
+            {"schedule": "s", "training": "pruning_aware", "pooling": "mean", "dev_macro_f1": 0.6},
+            {"schedule": "s", "training": "pruning_aware", "pooling": "cls", "dev_macro_f1": 0.6},
+            {"schedule": "s", "training": "post_hoc", "pooling": "mean", "dev_macro_f1": 0.1},
+            {"schedule": "s", "training": "post_hoc", "pooling": "cls", "dev_macro_f1": 0.5},
+        ]
+    )
+    chosen = study.choose_poolings(rows)
+    assert chosen[chosen["chosen"]][["schedule", "training", "pooling"]].values.tolist() == [
+        ["dense", "pruning_aware", "cls"],
+        ["s", "pruning_aware", "mean"],  # a tie: the first listed
+        ["s", "post_hoc", "cls"],
+    ]
+    fixed = study.choose_poolings(rows, pooling="mean")
+    assert fixed[fixed["chosen"]]["pooling"].tolist() == ["cls", "mean", "mean"]  # the dense reference stays on dev
 
 
 def test_viz_grid_and_explorer_respond(tiny):
@@ -230,23 +302,6 @@ def test_viz_grid_and_explorer_respond(tiny):
     explorer.children[1].children[0].value = 0.2  # the token keep slider
     assert grid.value != before and 'class="wb-pruned"' in grid.value
     assert explorer.trace().kept_per_layer[-1] < explorer.trace().kept_per_layer[0]
-
-
-def test_benchmark_json_on_fixture_data(fixture_data_dir, monkeypatch, capsys, tmp_path):
-    from workbench.bench.pruning import main
-
-    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    # overrides are YAML, decoded and checked by the study's PROFILES
-    assert main(["--profile", "smoke", "--json", "-p", "keeps=[[0.2, 0.5], [0.5, 1.0]]", "-p", "repeats=1"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    for key in ("schedule", "dense_seq_per_s", "pruned_seq_per_s", "speedup", "dense_macro_f1", "pruned_macro_f1"):
-        assert key in result
-    assert result["dense_seq_per_s"] > 0 and result["repeats"] == 1 and result["profile"] == "smoke"
-    assert [row["schedule"] for row in result["curve"][::2]] == ["dense", "spatten t0.2 h0.5", "spatten t0.5 h1"]
-    assert all(0.0 <= row["macro_f1"] <= 1.0 for row in result["curve"])
-    with pytest.raises(ParameterError, match="did you mean 'repeats'"):
-        main(["--profile", "smoke", "-p", "repeat=1"])
 
 
 def test_profiles_resolve_and_check_every_knob():
@@ -274,37 +329,79 @@ def test_notes_follow_the_parameters():
     assert "max_train_rows 1200 (paper profile: all)" in quick_notes and "a stratified 1,200" in quick_notes
     assert "Differs from the paper profile" not in paper_notes and "all of the training rows" in paper_notes
     assert "6 pruned schedules" in quick_notes and "8 pruned schedules" in paper_notes
-    assert "randomly initialised" not in quick_notes
-    assert "randomly initialised" in " ".join(study.notes(study.PROFILES.resolve("smoke")))
-    assert "mean_all" in quick_notes
-    mean = study.notes(study.PROFILES.resolve("paper", pooling="mean", threads=1))
-    assert "survive to the last layer" in mean[0] and "mean_all" not in mean[0]
-    assert "1 torch thread;" in " ".join(mean) and "pooling mean (paper profile: mean_all)" in mean[-1]
+    assert "randomly initialised" not in quick_notes and "NOT MEANINGFUL" not in quick_notes
+    smoke_notes = study.notes(study.PROFILES.resolve("smoke"))
+    assert smoke_notes[0].startswith("NOT MEANINGFUL") and "randomly initialised" in " ".join(smoke_notes)
+    assert "Profile quick;" in quick_notes and "Profile smoke;" in " ".join(smoke_notes)
+    # fine-tuning: off in quick (said so, its knobs not listed as differences), on in paper with its own settings
+    assert "The encoder stays frozen (finetune=False)" in quick_notes and "finetune_rows" not in quick_notes
+    assert "Fine-tuning (SpAtten's setting)" in paper_notes and "all of the training rows (the same" in paper_notes
+    assert "3 epoch(s), AdamW lr 2e-05" in paper_notes and "Fine-tuning" not in quick_notes
+    tuned = " ".join(study.notes(study.PROFILES.resolve("quick", finetune=True)))
+    assert "a stratified 400 of the training rows" in tuned and "2 epoch(s), AdamW lr 5e-05" in tuned
+    assert "finetune True (paper profile: True)" not in tuned and "finetune_rows 400 (paper profile: all)" in tuned
+    # poolings and the dense reference rule; a fixed pooling is named with its meaning
+    assert (
+        "best dev-split macro-F1" in quick_notes
+        and "mean_last4 = the mean_all vector averaged over the last 4" in quick_notes
+    )
+    mean = " ".join(study.notes(study.PROFILES.resolve("paper", pooling="mean", threads=1, runtimes=["torch_int8"])))
+    assert "the pruned schedules use mean (the mean over the tokens that survive" in mean
+    assert "1 torch thread " in mean and "pooling mean (paper profile: dev)" in mean
+    assert "runtimes [torch_int8] (paper profile: [torch_int8, onnx_fp32, onnx_int8, pruned_int8])" in mean
+    assert "onnx_int8: ONNX Runtime" in quick_notes and "onnx_int8" not in mean.split("Throughput")[1].split(";")[0]
 
 
 def test_run_gives_flat_metric_rows_tables_and_a_saved_report(fixture_data_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    params = study.PROFILES.resolve("smoke", keeps=[[0.2, 0.5]], repeats=1)
+    params = study.PROFILES.resolve(
+        "smoke", keeps=[[0.2, 0.5]], repeats=1, poolings=["mean", "mean_all", "cls"],
+        runtimes=["torch_int8", "pruned_int8"], finetune_keep=[0.2, 0.5], save_models=False,
+    )  # fmt: skip
     result = study.run(params, progress=False)
+    accuracy = result.accuracy
+    # dense: mean and cls (mean_all is mean when nothing is pruned); the schedule: all three; two trainings each
+    assert len(accuracy) == 2 * 2 + 3 * 2 and set(accuracy[accuracy["schedule"] == "dense"]["pooling"]) == {
+        "mean",
+        "cls",
+    }
+    assert accuracy.groupby(["schedule", "training"])["chosen"].sum().eq(1).all()
+    assert accuracy["macro_f1"].between(0, 1).all() and accuracy["dev_macro_f1"].between(0, 1).all()
+    assert list(result.curve["schedule"]) == ["dense", "dense", "spatten t0.2 h0.5", "spatten t0.2 h0.5"]
+    assert list(result.curve["training"]) == ["post_hoc", "pruning_aware"] * 2
+    assert result.dense_reference in ("mean", "cls") and result.dense_macro_f1 == pytest.approx(
+        float(result.reference["macro_f1"])
+    )
+    assert set(result.throughput["schedule"]) == {
+        "hf_dense", "dense", "spatten t0.2 h0.5", "torch_int8", "spatten t0.2 h0.5 int8"
+    }  # fmt: skip
+    assert (result.throughput["seq_per_s"] > 0).all()
+    peers = result.runtimes.set_index("runtime")
+    assert set(peers.index) == {"torch_int8", "pruned_int8"} and peers["macro_f1"].between(0, 1).all()
+    assert peers.loc["torch_int8", "pooling"] == result.dense_reference
+    # fine-tuning ran (smoke): dense, dense-then-pruned, pruned during fine-tuning; the encoder itself is untouched
+    assert list(result.finetuned["training"]) == ["finetuned", "finetuned_post_hoc", "finetuned_pruning_aware"]
+    fresh = load_encoder("tiny", device="cpu")
+    torch.testing.assert_close(result.encoder.model.encoder.layer[0].output.dense.weight,
+                               fresh.model.encoder.layer[0].output.dense.weight)  # fmt: skip
     metrics = result.metrics
-    assert list(metrics["schedule"]) == ["dense", "dense", "spatten t0.2 h0.5", "spatten t0.2 h0.5", "hf_dense"]
-    assert list(metrics["training"][:4]) == ["post_hoc", "pruning_aware"] * 2
     assert metrics["macro_f1"].between(0, 1).all() and (metrics["seq_per_s"] > 0).all()
-    dense = metrics[metrics["schedule"] == "dense"]
-    assert dense["macro_f1"].nunique() == 1 and (dense["flop_ratio"] == 1.0).all()  # one head, nothing pruned
-    assert float(metrics.loc[2, "flop_ratio"]) > 1.0
-    assert result.headline["dense_macro_f1"] == pytest.approx(float(dense["macro_f1"].iloc[0]))
-    assert result.frames.removed_overlap >= 0 and len(result.frames.valid) <= 40
-    assert any("randomly initialised" in note for note in result.notes)
+    assert metrics.iloc[-1]["schedule"] == "hf_dense" and metrics.iloc[-1]["pooling"] == result.dense_reference
+    # smoke: a random tiny model, no verdict anywhere
+    assert result.headline["target_met"] is None and result.headline["int8_target_met"] is None
+    assert result.headline["meaningful"] is False and result.notes[0].startswith("NOT MEANINGFUL")
+    assert "met" not in study.verdict(result) and "not meaningful" in study.verdict(result)
     tables = study.tables(result)
-    assert set(tables) == {"schedules", "curve", "throughput", "paper"}
+    assert set(tables) == {"schedules", "dense_by_pooling", "poolings", "curve", "throughput", "runtimes", "finetune",
+                           "paper"}  # fmt: skip
+    assert tables["dense_by_pooling"]["reference"].sum() == 1
     assert list(tables["schedules"]["schedule"]) == ["dense", "spatten t0.2 h0.5"]
+    assert tables["runtimes"]["runtime"].iloc[0] == "fp32 (Hugging Face)"
     assert tables["paper"]["method"].iloc[-1].startswith("ours: ")
     assert len(tables["paper"]) == len(study.PAPER) + 1
-    assert study.verdict(result).startswith("**")
     saved = json.loads(result.save(tmp_path / "report").read_text())
-    assert saved["study"] == "spatten" and saved["profile"] == "smoke" and len(saved["metrics"]) == 5
+    assert saved["study"] == "spatten" and saved["profile"] == "smoke" and len(saved["metrics"]) == len(metrics)
 
 
 def test_dry_run_caps_the_paper_profile_and_says_so(monkeypatch):
@@ -324,7 +421,10 @@ def test_dry_run_claims_no_target_and_caches_nothing(fixture_data_dir, monkeypat
     monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("WORKBENCH_DRY_RUN", "1")
-    result = study.run(study.PROFILES.resolve("smoke", keeps=[[0.2, 0.5]]), progress=False)
+    params = study.PROFILES.resolve(
+        "smoke", keeps=[[0.2, 0.5]], poolings=["mean"], runtimes=[], finetune=False, save_models=False
+    )
+    result = study.run(params, progress=False)
     assert result.headline["target_met"] is None and result.headline["dry_run"] is True
     assert study.verdict(result).startswith("**Dry run**") and "met" not in study.verdict(result)
     assert result.notes[0].startswith("DRY RUN") and len(result.frames.valid) <= 16
@@ -361,3 +461,115 @@ def test_mean_all_pooling_counts_pruned_tokens_with_their_latest_state(deep_tiny
     with torch.no_grad():
         hidden = model(**batch, output_hidden_states=True).hidden_states[1]  # layer 0's output, dense
     torch.testing.assert_close(pruned.latest_states[i, dropped_after_layer_0], hidden[i, dropped_after_layer_0])
+
+
+def test_layer_poolings_of_the_pruner(deep_tiny):
+    tokenizer, model, special = deep_tiny
+    batch, dense = _run(CascadePruner(model, None, special), tokenizer, TEXTS)
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states[1:]
+    mask = batch["attention_mask"][..., None].float()
+    means = [(h * mask).sum(1) / mask.sum(1) for h in hidden]
+    torch.testing.assert_close(dense.layer_means, torch.stack(means, 1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dense.pooled("mean_last2"), (means[-1] + means[-2]) / 2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dense.pooled("mean_layers"), sum(means) / 4, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dense.pooled("mean_last9"), dense.pooled("mean_layers"))  # k capped at N
+    torch.testing.assert_close(dense.pooled("cls"), hidden[-1][:, 0], atol=1e-5, rtol=1e-4)
+    _, pruned = _run(CascadePruner(model, PruneSchedule((1.0, 0.5, 0.5, 0.3), (1.0,) * 4), special), tokenizer, TEXTS)
+    torch.testing.assert_close(pruned.pooled("mean_all"), pruned.layer_means[:, -1])
+    assert not torch.allclose(pruned.pooled("mean"), pruned.pooled("mean_all"))  # survivors only vs every token
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        dense.pooled("max")
+    assert study.PROFILES.resolve("quick", poolings=["mean_last2", "cls"])["poolings"] == ["mean_last2", "cls"]
+    with pytest.raises(ParameterError, match="mean_last0"):
+        study.PROFILES.resolve("quick", poolings=["mean_last0"])
+
+
+# Tolerances of the runtime peers on the tiny random model (hidden 32; logits of a fixed linear head, std ~0.15-0.3):
+# ONNX Runtime fp32 within 1e-5 of PyTorch fp32; int8 (PyTorch dynamic, ONNX Runtime dynamic) within 0.02 absolute.
+FP32_ATOL, INT8_ATOL = 1e-5, 0.02
+
+
+def test_int8_and_onnx_logits_are_close_to_fp32(tiny, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from workbench.methods.runtimes import LayerPooler, dense_runners
+
+    batch = tiny.tokenize(TEXTS, 64)
+    torch.manual_seed(0)
+    head = torch.nn.Linear(tiny.hidden_size, 3)
+    runners = dense_runners(tiny.model, ["torch_int8", "onnx_fp32", "onnx_int8"], batch, tmp_path)
+    assert set(runners) == {"torch_int8", "onnx_fp32", "onnx_int8"}
+    with torch.no_grad():
+        reference = LayerPooler(tiny.model)(**batch)
+        # the dense runtimes compute what the pruner computes at keep 1.0
+        dense = CascadePruner.from_encoder(tiny)(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        torch.testing.assert_close(reference[0], dense.layer_means, atol=1e-5, rtol=1e-4)
+        for name, runner in runners.items():
+            out = runner(**batch)
+            for pooling in ("mean_all", "mean_last2", "mean_layers", "cls"):
+                fp32 = head(pool_layers(*reference, pooling))
+                other = head(pool_layers(*out, pooling))
+                atol = FP32_ATOL if name == "onnx_fp32" else INT8_ATOL
+                torch.testing.assert_close(other, fp32, atol=atol, rtol=0, msg=f"{name} {pooling}")
+                if name != "onnx_fp32":
+                    assert (other - fp32).abs().max() > 1e-7, f"{name} did not quantize anything"
+    assert (tmp_path / "encoder.onnx").is_file() and (tmp_path / "encoder-int8.onnx").stat().st_size < (
+        tmp_path / "encoder.onnx"
+    ).stat().st_size
+
+
+def test_pruned_int8_runs_every_schedule_close_to_fp32(deep_tiny):
+    from workbench.methods.runtimes import LayerPooler, quantize_linear_int8
+
+    tokenizer, model, special = deep_tiny
+    int8 = quantize_linear_int8(model)
+    assert type(model.encoder.layer[0].output.dense) is torch.nn.Linear  # the original stays fp32
+    batch, dense8 = _run(CascadePruner(int8, None, special), tokenizer, TEXTS)
+    with torch.no_grad():
+        hf8 = LayerPooler(int8)(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    torch.testing.assert_close(dense8.layer_means, hf8[0], atol=1e-4, rtol=1e-4)  # same int8 layers, same result
+    for schedule in (PruneSchedule.spatten(4, 0.3, 1.0, 0.25, 0.25), PruneSchedule.spatten(4, 0.3, 0.5, 0.25, 0.25)):
+        _, fp32 = _run(CascadePruner(model, schedule, special), tokenizer, TEXTS)
+        _, quantized = _run(CascadePruner(int8, schedule, special), tokenizer, TEXTS)
+        assert torch.isfinite(quantized.layer_means).all()
+        torch.testing.assert_close(quantized.pooled("mean_all"), fp32.pooled("mean_all"), atol=0.05, rtol=0)
+
+
+def test_a_missing_runtime_is_skipped_with_a_message(tiny, monkeypatch, tmp_path):
+    import sys
+
+    from workbench.methods.runtimes import dense_runners, runtime_problem
+
+    assert "unknown runtime 'tensorrt'" in runtime_problem("tensorrt")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    said: list[str] = []
+    runners = dense_runners(tiny.model, ["onnx_int8", "torch_int8"], tiny.tokenize(TEXTS[:2]), tmp_path, said.append)
+    assert list(runners) == ["torch_int8"]
+    assert said == [
+        "skipped onnx_int8: onnx_int8 needs ONNX Runtime: pip install 'workbench[onnx]' (onnx, onnxruntime)"
+    ]
+    with pytest.raises(ParameterError, match="'tensorrt' is not allowed"):
+        study.PROFILES.resolve("quick", runtimes=["tensorrt"])
+
+
+def test_fine_tuning_with_pruning_on_moves_the_weights_of_a_copy(tiny, fixture_data_dir, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    params = study.PROFILES.resolve("smoke", finetune_rows=30, finetune_epochs=1)
+    data = study.load(params)
+    schedule = PruneSchedule.spatten(2, 0.5, 1.0)
+    k = len(data.label_names)
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(40, 32)).astype(np.float32), np.arange(40) % k
+    heads = {
+        (name, "pruning_aware", "cls"): study.train_head(features, labels, k, 0, 2)[0]
+        for name in ("dense", schedule.name)
+    }
+    before = tiny.model.encoder.layer[0].output.dense.weight.clone()
+    kept: dict[str, torch.nn.Module] = {}
+    rows = study.fine_tune_comparison(tiny, data, schedule, "cls", heads, params, progress=False, keep=kept)
+    assert list(rows["training"]) == ["finetuned", "finetuned_post_hoc", "finetuned_pruning_aware"]
+    assert list(rows["schedule"]) == ["dense", schedule.name, schedule.name]
+    assert rows["macro_f1"].between(0, 1).all() and (rows["finetune_rows"] < 30).all()
+    torch.testing.assert_close(tiny.model.encoder.layer[0].output.dense.weight, before)  # the encoder is untouched
+    tuned = kept["finetuned_pruning_aware"].pruner.model.encoder.layer[0].output.dense.weight
+    assert not torch.allclose(tuned, before) and kept["finetuned_pruning_aware"].pruner.schedule == schedule

@@ -127,3 +127,266 @@ def test_monitoring_the_dev_loss_keeps_the_epoch_with_the_lowest_mean_loss():
     criterion = nn.CrossEntropyLoss(weight=class_weights(y, 3))
     restored = mean_loss(model, data, lambda m, b: criterion(m(b[0]), b[1]))
     assert restored == pytest.approx(min(losses), rel=1e-5)
+
+
+# --- fine-tuning: schedules, gradient accumulation, freezing, fused AdamW, batches -------------------------------
+
+
+def _lr_trace(config: TrainConfig, total_steps: int) -> list[float]:
+    """The learning rate before each of `total_steps` steps and after the last one, under `config`'s schedule."""
+    from workbench.training import make_scheduler
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=config.lr)
+    scheduler = make_scheduler(optimizer, config, total_steps)
+    trace = [optimizer.param_groups[0]["lr"]]
+    for _ in range(total_steps):
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        trace.append(optimizer.param_groups[0]["lr"])
+    return trace
+
+
+def test_schedules_give_the_known_learning_rates():
+    linear = _lr_trace(TrainConfig(lr=1.0, schedule="linear", warmup_steps=2), 10)
+    assert linear == pytest.approx([0.0, 0.5, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0])
+    cosine = _lr_trace(TrainConfig(lr=2.0, schedule="cosine"), 10)
+    assert cosine[0] == pytest.approx(2.0) and cosine[5] == pytest.approx(1.0) and cosine[10] == pytest.approx(0.0)
+    assert cosine[2] == pytest.approx(1.0 + np.cos(np.pi * 0.2))
+    warm = _lr_trace(TrainConfig(lr=1.0, warmup_ratio=0.25), 8)  # ceil(0.25 * 8) = 2 warm-up steps, then constant
+    assert warm == pytest.approx([0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert _lr_trace(TrainConfig(lr=0.3), 3) == [0.3] * 4  # the default: no scheduler at all
+
+
+def test_warmup_steps_follow_the_trainer_ceil_rule_and_override_the_ratio():
+    from workbench.training import warmup_steps_of
+
+    assert warmup_steps_of(TrainConfig(warmup_ratio=0.1), 15) == 2
+    assert warmup_steps_of(TrainConfig(warmup_ratio=0.1, warmup_steps=0), 15) == 0
+
+
+def test_fit_applies_the_schedule_over_its_planned_steps():
+    x, y = _blobs(64)
+    model = EmbeddingClassifier(8, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+    config = TrainConfig(epochs=3, lr=0.1, batch_size=16, schedule="linear", warmup_steps=1, progress=False)
+    fit(model, tensor_dataset(x, y), None, config, optimizer=optimizer, on_step=lambda s: seen.append(s))
+    assert seen == list(range(1, 13))  # 3 epochs x 4 batches
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0)  # decayed to 0 at the 12th step
+
+
+def _sgd_fit(x, y, batch_size: int, accum: int, steps: int):
+    torch.manual_seed(0)
+    model = EmbeddingClassifier(8, 3, hidden_dim=16, dropout=0.0)  # no dropout: the same function of the rows
+    config = TrainConfig(
+        epochs=1,
+        batch_size=batch_size,
+        grad_accum_steps=accum,
+        max_steps=steps,
+        seed=5,
+        weighted_loss=False,
+        max_grad_norm=None,
+        progress=False,
+    )
+    fit(model, tensor_dataset(x, y), None, config, optimizer=torch.optim.SGD(model.parameters(), lr=1.0))
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("rows", [64, 60])  # 60: the last window of each step is 6 rows short
+def test_gradient_accumulation_equals_one_step_on_a_k_times_larger_batch(rows):
+    x, y = _blobs(rows)
+    # SGD with lr 1: the update is the gradient itself (Adam's first step would hide a wrong scale)
+    big = _sgd_fit(x, y, batch_size=rows, accum=1, steps=1)
+    accumulated = _sgd_fit(x, y, batch_size=8, accum=-(-rows // 8), steps=1)
+    assert torch.allclose(big, accumulated, atol=1e-6)
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().flatten() for p in EmbeddingClassifier(8, 3, 16, dropout=0.0).parameters()])
+    assert not torch.allclose(start, big)
+    assert not torch.allclose(big, _sgd_fit(x, y, batch_size=8, accum=1, steps=1), atol=1e-6)  # one micro-batch
+
+
+def test_gradient_accumulation_matches_over_several_steps():
+    x, y = _blobs(64)
+    assert torch.allclose(_sgd_fit(x, y, 32, 1, 2), _sgd_fit(x, y, 8, 4, 2), atol=1e-6)
+
+
+def test_accumulation_and_a_backward_hook_do_not_mix():
+    x, y = _blobs(16)
+    with pytest.raises(ValueError, match="grad_accum_steps"):
+        fit(
+            EmbeddingClassifier(8, 3),
+            tensor_dataset(x, y),
+            None,
+            TrainConfig(grad_accum_steps=2, progress=False),
+            backward=lambda losses, params: None,
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(schedule="step"), dict(grad_accum_steps=0), dict(warmup_ratio=1.5), dict(adamw="apex")]
+)
+def test_invalid_train_configs_are_refused(kwargs):
+    with pytest.raises(ValueError, match="TrainConfig"):
+        TrainConfig(**kwargs)
+
+
+def test_adamw_uses_the_fused_kernel_where_torch_has_it():
+    from workbench.training import make_optimizer
+
+    params = list(EmbeddingClassifier(8, 3).parameters())
+    assert make_optimizer(params, TrainConfig()).defaults["fused"] is True  # float32 on the CPU: torch >= 2.4
+    foreach = make_optimizer(params, TrainConfig(adamw="foreach")).defaults
+    assert foreach["foreach"] is True and not foreach["fused"]
+    ints = [torch.nn.Parameter(torch.zeros(2, dtype=torch.float32)), torch.zeros(2, dtype=torch.complex64)]
+    assert make_optimizer(ints, TrainConfig()).defaults["foreach"] is True  # complex: no fused kernel, foreach
+
+
+def test_fused_and_foreach_adamw_agree_to_rounding():
+    x, y = _blobs(64)
+    results = []
+    for impl in ("fused", "for-loop"):
+        torch.manual_seed(0)
+        model = EmbeddingClassifier(8, 3)
+        fit(
+            model, tensor_dataset(x, y), None, TrainConfig(epochs=2, lr=1e-2, batch_size=16, adamw=impl, progress=False)
+        )
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(results[0], results[1], atol=1e-5)
+
+
+def _tiny_classifier_items(n: int = 24):
+    from workbench.methods.finetune import PadCollator, load_classifier, token_items
+
+    model, tokenizer = load_classifier("tiny", num_classes=2, seed=0)
+    texts = [
+        ("great food and lovely staff " * (1 + i % 4)).strip() if i % 2 else "awful, cold and rude" for i in range(n)
+    ]
+    items = token_items(tokenizer, texts, [i % 2 for i in range(n)], max_length=32)
+    return model, items, PadCollator(tokenizer.pad_token_id)
+
+
+def _encoder_state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
+
+
+def test_fine_tuning_changes_the_encoder_and_a_frozen_run_does_not():
+    from workbench.methods.finetune import LengthGroupedBatchSampler
+
+    model, items, collate = _tiny_classifier_items()
+    before, head = _encoder_state(model), model.head.weight.detach().clone()
+    config = TrainConfig(epochs=2, lr=1e-3, batch_size=8, schedule="linear", warmup_ratio=0.2, progress=False)
+    sampler = LengthGroupedBatchSampler.for_items(items, 8, seed=0)
+    history = fit(model, items, None, config, collate_fn=collate, batch_sampler=sampler)
+    after = _encoder_state(model)
+    assert len(history.epochs) == 2 and np.isfinite(history.epochs[-1]["train_loss"])
+    assert not torch.equal(before["embeddings.word_embeddings.weight"], after["embeddings.word_embeddings.weight"])
+    assert not torch.equal(
+        before["encoder.layer.0.attention.self.query.weight"], after["encoder.layer.0.attention.self.query.weight"]
+    )
+
+    model, items, collate = _tiny_classifier_items()
+    before, head = _encoder_state(model), model.head.weight.detach().clone()
+    frozen = TrainConfig(epochs=2, lr=1e-3, batch_size=8, freeze_embeddings=True, freeze_layers=2, progress=False)
+    fit(model, items, None, frozen, collate_fn=collate)
+    after = _encoder_state(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(head, model.head.weight)  # the head still trains
+
+
+def test_freezing_the_lower_layers_leaves_the_upper_ones_trainable():
+    from workbench.encoders import freeze_encoder
+
+    model, items, collate = _tiny_classifier_items()
+    before = _encoder_state(model)
+    fit(
+        model,
+        items,
+        None,
+        TrainConfig(epochs=1, lr=1e-3, batch_size=8, freeze_layers=1, progress=False),
+        collate_fn=collate,
+    )
+    after = _encoder_state(model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("encoder.layer.1.", "embeddings.")) for k in changed)
+    assert not any(k.startswith("encoder.layer.0.") for k in changed)
+    with pytest.raises(ValueError, match="cannot freeze 3 layers"):
+        freeze_encoder(model, layers=3)
+    with pytest.raises(ValueError, match="no Hugging Face encoder"):
+        freeze_encoder(EmbeddingClassifier(8, 3), embeddings=True)
+
+
+def test_fit_reports_each_epoch_to_the_tracker(monkeypatch):
+    import workbench.tracking
+
+    calls = []
+    monkeypatch.setattr(workbench.tracking, "log_epoch", lambda metrics, step: calls.append((step, metrics)))
+    x, y = _blobs(48)
+    fit(
+        EmbeddingClassifier(8, 3),
+        tensor_dataset(x, y),
+        tensor_dataset(x, y),
+        TrainConfig(epochs=3, batch_size=16, patience=5, progress=False),
+    )
+    assert [step for step, _ in calls] == [0, 1, 2]
+    assert {"train_loss", "dev_macro_f1"} <= set(calls[0][1]) and "epoch" not in calls[0][1]
+
+
+def test_length_grouped_batches_cover_every_item_once_with_less_padding():
+    from workbench.methods.finetune import LengthGroupedBatchSampler, padding_fraction
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=203).tolist()
+    sampler = LengthGroupedBatchSampler(lengths, 16, seed=1, pool_batches=4)
+    first, second = list(sampler), list(sampler)
+    assert sorted(i for b in first for i in b) == list(range(203)) == sorted(i for b in second for i in b)
+    assert len(first) == len(sampler) == 13 and first != second  # a new order every epoch
+    assert LengthGroupedBatchSampler(lengths, 16, seed=1, pool_batches=4).batches(1) == second  # ... but seeded
+    shuffled = [rng.permutation(203)[i : i + 16].tolist() for i in range(0, 203, 16)]
+    assert padding_fraction(first, lengths) < padding_fraction(shuffled, lengths) / 2  # pools of 4 batches
+    by_length = np.argsort(lengths, kind="stable")
+    least = [by_length[i : i + 16].tolist() for i in range(0, 203, 16)]  # one pool: batches of the sorted order
+    one_pool = LengthGroupedBatchSampler(lengths, 16).batches(0)
+    assert padding_fraction(one_pool, lengths) == pytest.approx(padding_fraction(least, lengths))
+    dropped = LengthGroupedBatchSampler(lengths, 16, seed=1, pool_batches=4, drop_last=True)
+    assert all(len(b) == 16 for b in dropped) and len(list(dropped)) == len(dropped)
+
+
+def test_pad_collator_pads_to_the_longest_item_and_masks_the_padding():
+    from workbench.methods.finetune import PadCollator
+
+    items = [
+        {"input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor(1)},
+        {"input_ids": torch.tensor([8]), "labels": 0},
+    ]
+    batch = PadCollator(pad_id=0)(items)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+def test_encoder_classifier_returns_the_loss_for_the_trainer():
+    model, items, collate = _tiny_classifier_items(4)
+    batch = collate(items)
+    model.eval()  # no dropout: the two calls see the same logits
+    out = model(**batch)
+    assert out.logits.shape == (4, 2)
+    assert torch.allclose(out.loss, torch.nn.functional.cross_entropy(out.logits, batch["labels"]))
+    assert model(**{k: v for k, v in batch.items() if k != "labels"}).loss is None
+
+
+def test_bench_train_prints_one_json_object_with_both_throughputs(monkeypatch, tmp_path, capsys):
+    import json
+
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))  # no data: synthetic sentences
+    args = ["bench", "train", "--json", "--encoder", "tiny", "--steps", "2", "--warmup", "1", "--rounds", "1"]
+    assert main([*args, "--texts", "32", "--batch-size", "8", "--max-length", "32"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # stdout is one JSON object
+    assert captured.err.startswith("NOTE: figures not meaningful") and result["meaningful"] is False
+    assert result["ours_seq_per_s"] > 0 and result["trainer_seq_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["ours_seq_per_s"] / result["trainer_seq_per_s"])
+    assert result["timed_rows"] == 16 and result["data"].startswith("synthetic")

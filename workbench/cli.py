@@ -24,6 +24,8 @@ Attention-based sentiment research workbench.
   workbench data                              datasets present under $WORKBENCH_DATA (else ./data)
   workbench run 03_besstie --grid seeds='[[0],[1],[2]]' --workers 2   a grid, two runs at a time
   workbench bench pruning --json              a benchmark (see `workbench bench --help`)
+  workbench bench train --json                fine-tuning throughput: our loop against the Hugging Face Trainer
+  workbench claims reports --profile quick    each paper's claims: effect, 95% CI, verdict (--json)
 """
 
 
@@ -37,6 +39,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     notebooks = find_notebooks(args.notebooks, args.notebooks_dir)
     if args.dry_run:  # the kernels (and any workers) inherit it: paper architectures, random weights, one step
         os.environ[DRY_RUN_ENV] = "1"
+    if args.track:  # the kernels (and any workers) inherit it too; without the package: one line, untracked
+        from workbench.tracking import configure
+
+        configure(args.track, args.track_uri, say=_say)
     parameters = parse_parameters(args.parameter)
     grid = parse_parameters(args.grid)
     outcomes = run_notebooks(
@@ -88,6 +94,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from workbench.runner import write_index
 
     print(write_index(args.reports))
+    return 0
+
+
+def _cmd_claims(args: argparse.Namespace) -> int:
+    from workbench import claims
+
+    table = claims.verdicts(claims.load_runs(args.reports, profile=args.profile))
+    table = table if args.settings else claims.headline(table)
+    if args.json:
+        print(json.dumps(claims.records(table), indent=2))
+    else:
+        print(claims.format_table(table))
     return 0
 
 
@@ -166,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="skip runs already finished with the same parameters")
     run.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default ./notebooks)")
     run.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's own)")
+    run.add_argument(
+        "--track",
+        choices=("mlflow", "tensorboard"),
+        default=None,
+        help="log each run's parameters, per-epoch curves, headline metrics and report folder to MLflow or "
+        'TensorBoard (optional extra: pip install -e ".[track]")',
+    )
+    run.add_argument(
+        "--track-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow tracking URI (e.g. sqlite:///mlflow.db; default: MLflow's own) or TensorBoard log folder "
+        "(default: REPORTS/tensorboard)",
+    )
     run.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser(
@@ -181,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild REPORTS/index.html from the run folders")
     report.add_argument("--reports", default="reports")
     report.set_defaults(func=_cmd_report)
+
+    verdicts = sub.add_parser(
+        "claims",
+        help="each paper's claims judged from the runs' results.json: effect, 95%% CI, verdict",
+        description="Judge every study's claims (workbench/claims.py) from the metric rows of REPORTS/*/results.json: "
+        "per claim and profile the effect (arm A - arm B), a 95%% interval (t over >= 3 paired seeds, or a paired "
+        "bootstrap over stored test predictions), n, and reproduced / contradicted / inconclusive / missing.",
+    )
+    verdicts.add_argument("reports", nargs="?", default="reports", help="reports folder (default ./reports)")
+    verdicts.add_argument("--json", action="store_true", help="one JSON record per verdict")
+    verdicts.add_argument("--profile", default=None, help="judge only this profile's runs (e.g. quick)")
+    verdicts.add_argument("--settings", action="store_true", help="also every setting, not only each claim's answer")
+    verdicts.set_defaults(func=_cmd_claims)
 
     bench = sub.add_parser(
         "bench",

@@ -331,3 +331,44 @@ def encode_tokens(
         states[i, : len(a)] = a
         mask[i, : len(a)] = True
     return TokenStates(states=states, mask=mask)
+
+
+def _transformer_layers(module: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """The stack of transformer blocks of a BERT-like (`encoder.layer`), DistilBERT-like (`transformer.layer`) or
+    decoder-like (`layers`) model, else None."""
+    for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
+        found = module
+        for part in path.split("."):
+            found = getattr(found, part, None)
+        if isinstance(found, torch.nn.ModuleList):
+            return found
+    return None
+
+
+def freeze_encoder(model: torch.nn.Module, embeddings: bool = False, layers: int = 0) -> list[str]:
+    """Freeze (requires_grad=False) the embeddings and/or the lowest `layers` transformer blocks of the Hugging Face
+    encoder inside `model` (the model itself or its first submodule that is a `PreTrainedModel`). Layer-wise
+    fine-tuning: the lower layers hold general lexical features, and frozen ones need no gradients. Returns the names
+    of the frozen parameters; raises ValueError when there is no such encoder or fewer than `layers` blocks."""
+    if not embeddings and not layers:
+        return []
+    encoder = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    if encoder is None:
+        raise ValueError(f"cannot freeze encoder layers: {type(model).__name__} holds no Hugging Face encoder")
+    encoder = getattr(encoder, "base_model", encoder)
+    parts: list[torch.nn.Module] = []
+    if embeddings:
+        parts.append(getattr(encoder, "embeddings", None) or encoder.get_input_embeddings())
+    if layers:
+        stack = _transformer_layers(encoder)
+        if stack is None or layers > len(stack) or layers < 0:
+            have = "no layer stack" if stack is None else f"{len(stack)} layers"
+            raise ValueError(f"cannot freeze {layers} layers of {type(encoder).__name__}: it has {have}")
+        parts.extend(stack[:layers])
+    frozen = {id(p) for part in parts for p in part.parameters()}
+    names = []
+    for name, param in model.named_parameters():
+        if id(param) in frozen:
+            param.requires_grad_(False)
+            names.append(name)
+    return names

@@ -57,6 +57,13 @@ def describe_data(name: str, frame: pd.DataFrame, **extra) -> dict[str, object]:
     return {**out, **extra}
 
 
+def figures_meaningful(profile: str, parameters: Mapping[str, object]) -> bool:
+    """False for a run whose figures test the code only: the smoke profile, a dry run, or a tiny random model (as
+    encoder or teacher). Reports, the index and benchmarks mark such runs and judge no target on them."""
+    tiny = "tiny" in (parameters.get("encoder"), parameters.get("teacher"))
+    return profile != "smoke" and not parameters.get("dry_run") and not tiny
+
+
 class Timings(dict):
     """Seconds per named step: `with timings("encode"): ...`."""
 
@@ -85,10 +92,12 @@ def save_results(
     timings: Mapping[str, float] | None = None,
     notes: Iterable[str] = (),
     headline: Mapping[str, float] | None = None,
+    models: Iterable[Mapping[str, object]] = (),
 ) -> Path:
     """Write `<report_dir>/results.json` and return its path.
 
-    `headline` holds the two or three numbers that `reports/index.html` shows for this run.
+    `headline` holds the two or three numbers that `reports/index.html` shows for this run; `models` lists the
+    trained models saved under `models/` (`workbench.saving.describe_models`).
     """
     interactive = not report_dir
     directory = Path(report_dir) if report_dir else default_report_dir(study)
@@ -103,6 +112,8 @@ def save_results(
         "environment": environment(),
         "notes": list(notes),
         "headline": dict(headline or {}),
+        "meaningful": figures_meaningful(profile, parameters),
+        "models": [dict(m) for m in models],
     }
     path = directory / RESULTS_FILE
     atomic_write_text(path, json.dumps(_plain(payload), indent=2))
@@ -128,10 +139,15 @@ class StudyResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     headline: dict[str, object] = field(default_factory=dict)
+    # name -> workbench.saving.TrainedModel: what `save` writes under `models/` (filled when `save_models` is on)
+    trained_models: dict[str, object] = field(default_factory=dict)
 
     def save(self, report_dir: str | Path | None) -> Path:
-        """Write this run's `results.json` (the profile is taken from `params`)."""
-        return save_results(
+        """Write this run's `results.json` (the profile is taken from `params`) and, beside it, every trained model in
+        Hugging Face form with its model card (`workbench.saving.write_models`)."""
+        from workbench.saving import describe_models, write_models
+
+        path = save_results(
             report_dir,
             study=self.study,
             profile=str(self.params.get("profile", "")),
@@ -142,7 +158,11 @@ class StudyResult:
             timings=self.timings,
             notes=self.notes,
             headline=self.headline,
+            models=describe_models(self.trained_models),
         )
+        if self.trained_models:
+            write_models(path.parent, self.trained_models, path)
+        return path
 
 
 def load_results(reports: str | Path = "reports") -> pd.DataFrame:

@@ -28,9 +28,11 @@ from workbench.paper_models import dry_run
 from workbench.profiles import PROFILES, ParameterError, decode_value
 from workbench.results import RESULTS_FILE
 from workbench.runtime import atomic_write_text
+from workbench.tracking import start_run
 
 RUN_FILE = "run.json"
 INDEX_FILE = "index.html"
+ASSETS_DIR = "assets"  # reports/assets/: scripts shared by every run's pages (one plotly.js)
 
 
 def notebooks_dir(explicit: str | Path | None = None) -> Path:
@@ -163,9 +165,12 @@ def _failing_cell(output_notebook: Path) -> dict[str, object]:
     return {}
 
 
-def export_figures(notebook: Path, folder: Path) -> list[Path]:
-    """Write every plotly figure shown in an executed notebook to `folder` as standalone HTML (shared plotly.js)."""
+def export_figures(notebook: Path, folder: Path, assets: Path | None = None) -> list[Path]:
+    """Write every plotly figure shown in an executed notebook to `folder` as standalone HTML; they load one
+    plotly.js shared in `assets` (the reports folder's `assets/`; default: `folder` itself) by a relative path."""
     import plotly.io as pio
+
+    from workbench.viz.export import write_figure_html
 
     nb = json.loads(notebook.read_text(encoding="utf-8"))
     written: list[Path] = []
@@ -179,19 +184,17 @@ def export_figures(notebook: Path, folder: Path) -> list[Path]:
             slug = "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-")[:60] or "figure"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"cell{index:02d}-{len(written):02d}-{slug}.html"
-            fig.write_html(path, include_plotlyjs="directory")
+            write_figure_html(fig, path, assets if assets is not None else folder)
             written.append(path)
     return written
 
 
-def export_html(notebook: Path) -> Path:
-    """HTML export of an executed notebook, next to it."""
-    from nbconvert import HTMLExporter
+def export_html(notebook: Path, assets: Path | None = None) -> Path:
+    """Offline HTML export of an executed notebook, next to it (no CDN: see workbench.viz.export); plotly.js is
+    shared from `assets` when given, else inlined."""
+    from workbench.viz.export import export_notebook_html
 
-    body, _ = HTMLExporter().from_filename(str(notebook))
-    target = notebook.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
+    return export_notebook_html(notebook, assets=assets)
 
 
 def _read_record(path: Path) -> dict[str, object] | None:
@@ -273,6 +276,7 @@ def run_notebook(
             stale.unlink(missing_ok=True)
         outcome = RunOutcome(notebook.stem, str(run_dir), "running", profile, parameters)
         _write_record(record_path, outcome, pid=os.getpid())
+        tracked = start_run(run_dir, notebook.stem, profile, parameters, say)  # None unless --track
         injected = {"profile": profile, "report_dir": str(run_dir.resolve()), **parameters}
         start = time.perf_counter()
         outcome.status = "ok"
@@ -298,11 +302,13 @@ def run_notebook(
             outcome.error = {"ename": "MissingResults", "evalue": f"the notebook wrote no {RESULTS_FILE}"}
         if output.is_file():
             try:
-                export_html(output)
-                export_figures(output, run_dir / "figures")
+                export_html(output, Path(reports) / ASSETS_DIR)
+                export_figures(output, run_dir / "figures", Path(reports) / ASSETS_DIR)
             except Exception as err:  # an export problem must not hide the run's own result
                 outcome.error.setdefault("export", str(err))
         _write_record(record_path, outcome, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+        if tracked:  # parameters, headline, metric rows and the report folder, once the run is complete
+            tracked.finish(outcome.status, say)
     return outcome
 
 
@@ -407,6 +413,8 @@ def write_index(reports: str | Path = "reports") -> Path:
             for p in sorted(run_dir.glob("*.html")) + ([results_path] if results_path.is_file() else [])
         ]
         numbers = ", ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}" for k, v in headline.items())
+        if results and results.get("meaningful") is False:  # smoke / dry run: say so before any number
+            numbers = "NOT MEANINGFUL (random tiny model or dry run: the figures test the code only); " + numbers
         error = record.get("error") or {}
         status = record["status"] + (
             f" (cell {error.get('cell')}: {error.get('ename')}: {error.get('evalue')})"

@@ -1,5 +1,7 @@
 """The one training loop: fit / evaluate for any classifier: AdamW, class-weighted cross-entropy, early stopping,
-seeds, checkpoints.
+seeds, checkpoints; and what end-to-end fine-tuning needs: warm-up + linear or cosine learning-rate schedules,
+torch's fused AdamW kernel, gradient accumulation, frozen embeddings / lower layers, any batch sampler (length-grouped
+batches with dynamic padding: `workbench.methods.finetune`).
 
 Batches are either tuples `(*inputs, labels)`, passed to the model as `model(*inputs)`, or mappings with a
 `labels` key, passed as `model(**rest)`. The model returns logits (or an object with `.logits`). Three hooks cover
@@ -14,6 +16,7 @@ every other objective without a second loop:
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -35,6 +38,9 @@ LossFn = Callable[[nn.Module, object], torch.Tensor]
 Losses = torch.Tensor | Sequence[torch.Tensor]
 BackwardFn = Callable[[Losses, Sequence[nn.Parameter]], Mapping[str, float] | None]
 DevMetricsFn = Callable[[nn.Module, Dataset], Mapping[str, float]]
+StepFn = Callable[[int], None]
+SCHEDULES = ("constant", "linear", "cosine")
+ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "for-loop")
 
 
 @dataclass
@@ -57,6 +63,31 @@ class TrainConfig:
     precision: str | None = (
         None  # "no", "bf16" or "fp16" (mixed precision via Accelerate); None: $ACCELERATE_MIXED_PRECISION or "no"
     )
+    schedule: str = "constant"  # learning rate: "constant", "linear" (decay to 0) or "cosine", after any warm-up
+    warmup_ratio: float = 0.0  # share of the optimisation steps spent warming up linearly from 0 (HF's ceil rule)
+    warmup_steps: int | None = None  # warm-up steps; overrides warmup_ratio when set
+    grad_accum_steps: int = 1  # micro-batches per optimisation step (the gradient of all their rows at once)
+    freeze_embeddings: bool = False  # freeze the Hugging Face encoder's embeddings (see encoders.freeze_encoder)
+    freeze_layers: int = 0  # freeze the encoder's lowest N transformer layers
+    adamw: str = "fused"  # "fused": torch's fused kernel where it exists for the device/dtype, else "foreach";
+    # "foreach" or "for-loop" reproduce the per-parameter arithmetic bitwise (fused differs at rounding, ~1e-7)
+
+    def __post_init__(self):
+        checks = {
+            "schedule": self.schedule in SCHEDULES,
+            "adamw": self.adamw in ADAMW_IMPLEMENTATIONS,
+            "grad_accum_steps": isinstance(self.grad_accum_steps, int) and self.grad_accum_steps >= 1,
+            "warmup_ratio": 0.0 <= self.warmup_ratio <= 1.0,
+            "warmup_steps": self.warmup_steps is None or self.warmup_steps >= 0,
+            "freeze_layers": self.freeze_layers >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(
+                f"TrainConfig: invalid {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)} (schedule: "
+                f"{'/'.join(SCHEDULES)}; adamw: {'/'.join(ADAMW_IMPLEMENTATIONS)}; grad_accum_steps >= 1; "
+                "0 <= warmup_ratio <= 1; warmup_steps, freeze_layers >= 0)"
+            )
 
 
 @dataclass
@@ -229,6 +260,100 @@ def train_step(
     return detached.float(), diagnostics
 
 
+def accumulation_step(
+    model: nn.Module,
+    batches: Sequence[object],
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    params: Sequence[nn.Parameter],
+    max_grad_norm: float | None = None,
+    accelerator=None,
+) -> list[torch.Tensor]:
+    """One optimisation step over several micro-batches (gradient accumulation): each micro-batch's loss is weighted
+    by its share of the rows, so that for a mean-reduced loss the summed gradient is the gradient of one batch of all
+    the rows (class-weighted cross-entropy normalises by the weights instead, so there it is close, not equal).
+    Returns each micro-batch's detached loss(es). Under data parallelism only the last backward synchronises."""
+    rows = [batch_size_of(batch) for batch in batches]
+    total = sum(rows)
+    distributed = accelerator is not None and accelerator.num_processes > 1
+    optimizer.zero_grad()
+    out = []
+    for i, (batch, n) in enumerate(zip(batches, rows)):
+        sync = accelerator.no_sync(model) if distributed and i < len(batches) - 1 else nullcontext()
+        with sync:
+            with accelerator.autocast() if accelerator else nullcontext():
+                losses = loss_fn(model, batch)
+            (accelerator.backward if accelerator else torch.Tensor.backward)(total_loss(losses) * (n / total))
+        detached = torch.stack([x.detach() for x in losses]) if isinstance(losses, (list, tuple)) else losses.detach()
+        out.append(detached.float())
+    if max_grad_norm:
+        (accelerator.clip_grad_norm_ if accelerator else nn.utils.clip_grad_norm_)(params, max_grad_norm)
+    optimizer.step()
+    return out
+
+
+def _fused_adamw_supported(params: Sequence[nn.Parameter]) -> bool:
+    """Whether torch has the fused AdamW kernel for every parameter's device and dtype."""
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+        devices = set(_get_fused_kernels_supported_devices())
+    except ImportError:  # a torch without the helper: the devices fused AdamW has had since 2.4
+        devices = {"cuda", "cpu"}
+    dtypes = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    return bool(params) and all(
+        p.device.type in devices and p.dtype in dtypes and not p.is_sparse and type(p) in (nn.Parameter, torch.Tensor)
+        for p in params
+    )
+
+
+def make_optimizer(params: Sequence[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with `config.lr` and `config.weight_decay`, in the implementation `config.adamw` names: "fused" (one
+    kernel pass over every parameter; on a CPU several times faster than the per-parameter loop for a
+    transformer) where torch has it for the parameters' device and dtype, else "foreach"."""
+    impl = config.adamw
+    if impl == "fused" and not _fused_adamw_supported(params):
+        impl = "foreach"
+    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[impl]
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **flags)
+
+
+def warmup_steps_of(config: TrainConfig, total_steps: int) -> int:
+    """Warm-up steps: `config.warmup_steps`, else ceil(`warmup_ratio` * total), as the Hugging Face Trainer counts."""
+    if config.warmup_steps is not None:
+        return int(config.warmup_steps)
+    return math.ceil(config.warmup_ratio * total_steps)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    """The learning-rate schedule of `config` over `total_steps` optimisation steps (transformers' own schedules:
+    linear warm-up from 0, then constant, linear decay to 0, or half a cosine to 0); None for a constant rate without
+    warm-up (the optimizer's rate is left alone)."""
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
+    warmup = warmup_steps_of(config, total_steps)
+    if config.schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup) if warmup else None
+    make = get_linear_schedule_with_warmup if config.schedule == "linear" else get_cosine_schedule_with_warmup
+    return make(optimizer, warmup, max(total_steps, 1))
+
+
+def _windows(loader, size: int):
+    """The loader's batches in groups of `size` (the last group may be shorter)."""
+    window = []
+    for batch in loader:
+        window.append(batch)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
 def make_accelerator(config: TrainConfig):
     """The Hugging Face Accelerator `fit` runs under: device placement, distributed data parallel when launched with
     several processes (`accelerate launch` / `torch.distributed.run`), mixed precision. Global batches keep
@@ -274,47 +399,84 @@ def fit(
     dev_metrics: DevMetricsFn | None = None,
     task_names: Sequence[str] | None = None,
     desc: str = "epochs",
+    batch_sampler=None,
+    on_step: StepFn | None = None,
 ) -> History:
     """Train `model` in place; with `dev`, keep the weights of the best epoch by `config.monitor` and stop after
     `config.patience` epochs without improvement. Same seed, same data, same result on CPU.
 
     With a multitask `loss_fn` (one loss per task), `task_names` name the logged per-task training losses, and
     `dev_metrics` must return the monitored metric (e.g. the mean macro-F1 over tasks) among its values.
+    `batch_sampler` (lists of indices, e.g. `methods.finetune.LengthGroupedBatchSampler`) replaces the seeded
+    shuffle; `on_step(steps_done)` is called after every optimisation step (benchmarks time steps with it).
+    Training losses stay on the device until the epoch ends: no host synchronisation per step.
     """
     config = config or TrainConfig()
     set_seed(config.seed)
+    accum_steps = config.grad_accum_steps
+    if backward is not None and accum_steps > 1:
+        raise ValueError("gradient accumulation (grad_accum_steps > 1) cannot be combined with a `backward` hook")
     accelerator = make_accelerator(config)
     device = torch.device(config.device) if config.device else accelerator.device
     model.to(device)
+    if config.freeze_embeddings or config.freeze_layers:
+        from workbench.encoders import freeze_encoder
+
+        freeze_encoder(model, config.freeze_embeddings, config.freeze_layers)
     loss_fn = loss_fn or weighted_cross_entropy(train, config, num_classes, device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = optimizer or torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_fn)
+    optimizer = optimizer or make_optimizer(params, config)
+    if batch_sampler is not None:
+        loader = DataLoader(train, batch_sampler=batch_sampler, collate_fn=collate_fn)
+    else:
+        generator = torch.Generator().manual_seed(config.seed)
+        loader = DataLoader(
+            train, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_fn
+        )
     trained = model
     if accelerator.num_processes > 1:  # DDP: every process sees its share of each global batch, gradients averaged
         trained, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     history = History()
     max_steps = config.max_steps or (1 if dry_run() else None)
+    scheduler = None
+    if config.schedule != "constant" or config.warmup_steps or config.warmup_ratio:  # needs the loader's length
+        planned = config.epochs * math.ceil(len(loader) / accum_steps)
+        scheduler = make_scheduler(optimizer, config, min(planned, max_steps) if max_steps else planned)
     done_steps = 0
     bar = tqdm(range(config.epochs), desc=desc, disable=not config.progress)
     for epoch in bar:
         trained.train()
-        start, totals, seen, sums, steps = time.perf_counter(), 0.0, 0, {}, 0
-        for batch in loader:
+        start, step_losses, step_rows, sums, steps = time.perf_counter(), [], [], {}, 0
+        for window in _windows(loader, accum_steps):
             if max_steps is not None and done_steps >= max_steps:
                 break
             done_steps += 1
-            batch = _to(batch, device)
-            losses, diagnostics = train_step(
-                trained, batch, loss_fn, optimizer, params, config.max_grad_norm, backward, accelerator
-            )
-            if accelerator.num_processes > 1:  # log the global batch's loss, not this process's share
-                losses = accelerator.reduce(losses, reduction="mean")
-            n = batch_size_of(batch) * accelerator.num_processes
-            totals, seen, steps = totals + np.atleast_1d(losses.double().cpu().numpy()) * n, seen + n, steps + 1
+            window = [_to(batch, device) for batch in window]
+            if accum_steps == 1:
+                losses, diagnostics = train_step(
+                    trained, window[0], loss_fn, optimizer, params, config.max_grad_norm, backward, accelerator
+                )
+                micro = [losses]
+            else:
+                micro = accumulation_step(
+                    trained, window, loss_fn, optimizer, params, config.max_grad_norm, accelerator
+                )
+                diagnostics = {}
+            if scheduler is not None:
+                scheduler.step()
+            for batch, losses in zip(window, micro):
+                if accelerator.num_processes > 1:  # log the global batch's loss, not this process's share
+                    losses = accelerator.reduce(losses, reduction="mean")
+                step_losses.append(losses)
+                step_rows.append(batch_size_of(batch) * accelerator.num_processes)
+            steps += 1
             for key, value in diagnostics.items():
                 sums[key] = sums.get(key, 0.0) + value
+            if on_step is not None:
+                on_step(done_steps)
+        totals, seen = 0.0, 0  # summed in float64 on the host, in step order: the same numbers as a per-step sum
+        for value, n in zip(torch.stack(step_losses).double().cpu().numpy() if step_losses else [], step_rows):
+            totals, seen = totals + np.atleast_1d(value) * n, seen + n
         record = {"epoch": epoch}
         if task_names:
             record.update({f"train_loss_{name}": total / max(seen, 1) for name, total in zip(task_names, totals)})
@@ -334,6 +496,10 @@ def fit(
                 )
             score = monitored_score(record, config.monitor)
         stop = history.add_epoch(model, record, score, config.patience)
+        if accelerator.is_main_process:
+            from workbench import tracking
+
+            tracking.log_epoch({k: float(v) for k, v in record.items() if k != "epoch"}, step=epoch)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("train_loss", f"dev_{config.monitor}")})
         if stop or (max_steps is not None and done_steps >= max_steps):
             break

@@ -1,8 +1,10 @@
-"""Bicodemix: English-Malay code-mixed comments with majority sentiment and sarcasm labels, one file, no split."""
+"""Bicodemix: English, Malay and code-mixed comments with majority sentiment and sarcasm labels, one file, no split;
+English rows by default (`languages`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -27,6 +29,7 @@ BICODEMIX_TASKS = {
 }
 BICODEMIX_SPLITS = ("train", "dev", "test", "all")
 BICODEMIX_LANGUAGES = ("my", "en", "cm")  # lang_id: Malay, English, code-mixed
+BICODEMIX_LANGUAGE_NAMES = {"my": "Malay", "en": "English", "cm": "code-mixed"}
 HINT = "Get it with `workbench data download bicodemix`."
 
 
@@ -36,17 +39,24 @@ def load_bicodemix(
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
     root: str | os.PathLike | None = None,
+    languages: Sequence[str] | None = ("en",),
 ) -> pd.DataFrame:
-    """One task's rows, split train/dev/test by a seeded split stratified on the label (no official split).
+    """One task's rows of the chosen `languages`, split train/dev/test by a seeded split stratified on the label
+    (no official split).
 
-    Rows without a majority sentiment (162 in the release) are dropped on purpose and counted. The split is
-    made on the rows kept for `task`, so the same seed gives the same split every time. Every row is checked
-    first, whatever the task: integer unique `id`, both label columns (empty = no majority) and `lang_id`.
+    `languages` filters on `lang_id`: English (`en`, 1,009 rows) by default, as the BESSTIE figurative-language
+    study used the English comments; Malay (`my`) and code-mixed (`cm`) are opt-in, None keeps every row. Rows of
+    other languages are dropped and counted per language (`attrs["dropped"]`), before the label is read. Rows
+    without a majority sentiment (162 in the release) are dropped on purpose and counted. The split is made on the
+    rows kept, so the same seed and languages give the same split every time. Every row of the file is checked
+    first, whatever the task and languages: integer unique `id`, both label columns (empty = no majority) and
+    `lang_id`.
     """
     if task not in BICODEMIX_TASKS:
         raise ValueError(f"task must be one of {tuple(BICODEMIX_TASKS)}, not {task!r}")
     if split not in BICODEMIX_SPLITS:
         raise ValueError(f"split must be one of {BICODEMIX_SPLITS}, not {split!r}")
+    chosen_languages = _languages(languages)
     column, names = BICODEMIX_TASKS[task]
     path = data_dir(root) / "bicodemix" / BICODEMIX_FILE
     require_file(path, HINT)
@@ -62,6 +72,9 @@ def load_bicodemix(
             one_of("lang_id", BICODEMIX_LANGUAGES, "language code"),
         ],
     )
+    selected = rows["lang_id"].isin(chosen_languages)
+    other = rows.loc[~selected, "lang_id"].value_counts()
+    rows = rows[selected].reset_index(drop=True)
     frame = labelled_frame(
         rows,
         path=path,
@@ -74,10 +87,14 @@ def load_bicodemix(
         keep_columns=("id", "lang_id"),
     )
     frame.attrs["dropped"] = {
-        ("no majority label" if "label ''" in k else k): v for k, v in frame.attrs["dropped"].items()
+        **{_language_reason(code): int(other[code]) for code in BICODEMIX_LANGUAGES if code in other.index},
+        **{("no majority label" if "label ''" in k else k): v for k, v in frame.attrs["dropped"].items()},
     }
+    frame.attrs["languages"] = list(chosen_languages)
     if frame.empty:
-        raise DataError(path, None, f"no rows left for {task}: {frame.attrs['dropped']}")
+        raise DataError(
+            path, None, f"no rows left for {task} in languages {list(chosen_languages)}: {frame.attrs['dropped']}"
+        )
     if split == "all":
         frame["split"] = "all"
         return frame
@@ -101,3 +118,22 @@ def load_bicodemix(
     out.attrs = frame.attrs
     out["split"] = split
     return out
+
+
+def _languages(languages: Sequence[str] | None) -> tuple[str, ...]:
+    """The `lang_id` codes to keep, in the file's canonical order (None: all of them)."""
+    if languages is None:
+        return BICODEMIX_LANGUAGES
+    if isinstance(languages, str):
+        languages = [languages]
+    unknown = [code for code in languages if code not in BICODEMIX_LANGUAGES]
+    if unknown or not languages:
+        raise ValueError(
+            f"languages must be a non-empty list of lang_id codes from {BICODEMIX_LANGUAGES} "
+            f"({', '.join(f'{c}: {n}' for c, n in BICODEMIX_LANGUAGE_NAMES.items())}) or None, not {list(languages)}"
+        )
+    return tuple(code for code in BICODEMIX_LANGUAGES if code in languages)
+
+
+def _language_reason(code: str) -> str:
+    return f"language {code} ({BICODEMIX_LANGUAGE_NAMES[code]}) not selected"

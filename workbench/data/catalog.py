@@ -126,9 +126,12 @@ def _twitter(root: Path) -> Iterator[dict]:
 
 
 def _bicodemix(root: Path) -> Iterator[dict]:
-    note = "no official split: loaders make a seeded stratified 70/10/20 train/dev/test split"
+    note = (
+        "no official split: loaders make a seeded stratified 70/10/20 train/dev/test split; loaders keep the "
+        "English comments (lang_id en) by default: languages=None for all"
+    )
     for task in BICODEMIX_TASKS:
-        yield _or_missing("bicodemix", task, "all", load_bicodemix, task, "all", root=root, note=note)
+        yield _or_missing("bicodemix", task, "all", load_bicodemix, task, "all", root=root, languages=None, note=note)
 
 
 def _imdb(root: Path) -> Iterator[dict]:

@@ -12,9 +12,19 @@ DistilBERT, TextBrewer) compute `kl_div(log_softmax(z_s/T), softmax(z_t/T))`, wh
 cross-entropy to the teacher's soft targets minus a constant. The loss registered as `kd` is that usual direction;
 `kd_reverse` is the literal reading (mode-seeking), available as `DistillConfig(kd="kd_reverse")`.
 
-Two stages (`run_distillation`): (1) task-agnostic distillation on unlabelled text (`TeacherTargets` of a corpus;
-the KD term uses the teacher's sentiment-head logits on it), (2) per-language fine-tuning on labelled rows, with
-weighted cross-entropy plus the same distillation loss (`stage2="ce+distill"`) or cross-entropy alone (`"ce"`).
+Two stages (`run_distillation`):
+
+(1) distillation on unlabelled text, of one of two kinds (`stage1`): `task-specific` (`TeacherTargets` of a corpus:
+the KD term uses the fine-tuned teacher's sentiment-head logits, the attention term its maps), or `task-agnostic`,
+the paper's (`AgnosticTargets`: the pretrained teacher's masked-language-model logits at masked positions, the
+attention term its maps on the masked text; `load_mlm_teacher`). A checkpoint without MLM head weights (a sentence
+encoder such as all-MiniLM-L6-v2) would get a newly initialised head, whose logits teach nothing: then the KD term
+becomes hidden-state matching (MSE between the student's final hidden states, linearly mapped to the teacher's
+width, and the teacher's, at every real token) and the caller is told (`mlm_head_in_checkpoint`). `none` skips
+stage 1 (the label-only student).
+
+(2) per-language fine-tuning on labelled rows with weighted cross-entropy alone (`stage2="ce"`, the paper's), or
+plus the task-specific distillation loss (`"ce+kd"`).
 
 Projections (registry kind `projection`): `faithful` is the paper's dense (L^2 x L^2) linear map (268M parameters
 at L=128, so only for short sequences); `identity` is valid because student and teacher share the tokenizer, so
@@ -35,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -50,10 +61,13 @@ import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from torch import nn
 from torch.utils.data import TensorDataset
+from tqdm.auto import tqdm
 from transformers import (
+    AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
+    BertForMaskedLM,
     BertForSequenceClassification,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -66,7 +80,9 @@ from workbench.runtime import atomic_directory, set_seed
 from workbench.training import TrainConfig, class_weights, classification_metrics, fit, predict
 
 ATTENTION_LAYERS = ("final", "upper_middle")
-STAGE2_MODES = ("ce+distill", "ce")
+STAGE1_KINDS = ("task-specific", "task-agnostic", "none")
+STAGE2_MODES = ("ce", "ce+kd")
+MASK_PROBABILITY = 0.15  # BERT's masked-language-model rate
 STUDENT_INITS = ("auto", "pca", "teacher", "random")
 KD_LOSSES = ("kd", "kd_reverse")
 
@@ -101,7 +117,8 @@ class DistillConfig:
     attention_layer: str = "final"
     projection: str = "identity"
     projection_rank: int = 16
-    stage2: str = "ce+distill"
+    stage1: str = "task-specific"
+    stage2: str = "ce"
     init: str = "auto"
 
     def __post_init__(self) -> None:
@@ -112,6 +129,7 @@ class DistillConfig:
         for name, value, allowed in (
             ("kd", self.kd, KD_LOSSES),
             ("attention_layer", self.attention_layer, ATTENTION_LAYERS),
+            ("stage1", self.stage1, STAGE1_KINDS),
             ("stage2", self.stage2, STAGE2_MODES),
             ("init", self.init, STUDENT_INITS),
         ):
@@ -150,6 +168,14 @@ def attention_mse(projected: torch.Tensor, teacher_map: torch.Tensor, mask: torc
     """Mean squared error over the (query, key) pairs where both tokens are real (not padding)."""
     pairs = (mask[:, :, None] & mask[:, None, :]).to(projected.dtype)
     return ((projected - teacher_map) ** 2 * pairs).sum() / pairs.sum().clamp(min=1)
+
+
+@register("loss", "hidden_mse")
+def hidden_mse(projected: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per hidden unit between (mapped) student and teacher hidden states (B, K, d), over the
+    positions where `mask` (B, K) is true."""
+    weights = mask.to(projected.dtype)[..., None]
+    return ((projected - teacher_hidden) ** 2 * weights).sum() / (weights.sum() * projected.shape[-1]).clamp(min=1)
 
 
 def project_map(projection: nn.Module, student_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -407,6 +433,7 @@ class StudentWithProjection(nn.Module):
         self.student = student
         self.projection = projection
         self.attention_layer = attention_layer
+        self.stage1_head: nn.Module | None = None  # the task-agnostic stage 1's MLM head or hidden-state map
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.student(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -417,6 +444,13 @@ class StudentWithProjection(nn.Module):
         """Logits and the chosen layer's attention, averaged over heads: (B, L, L)."""
         out = self.student(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
         return out.logits, out.attentions[self.attention_layer].mean(1)
+
+    def hidden_and_map(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_map: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The encoder's final hidden states (B, L, d) and, `with_map`, the chosen layer's head-mean attention."""
+        out = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=with_map)
+        return out.last_hidden_state, out.attentions[self.attention_layer].mean(1) if with_map else None
 
 
 def student_with_projection(teacher: PreTrainedModel, config: DistillConfig, max_length: int, seed: int = 0):
@@ -483,14 +517,16 @@ def teacher_targets(
     texts: Sequence[str],
     max_length: int,
     batch_size: int = 64,
+    progress: bool = False,
 ) -> TeacherTargets:
-    """Run the frozen teacher once over `texts`; keep logits and the final / upper-middle head-mean maps (fp16)."""
+    """Run the frozen teacher once over `texts`; keep logits and the final / upper-middle head-mean maps (fp16).
+    `progress` shows a bar over the batches (minutes for a large teacher on a CPU)."""
     teacher.eval()
     device = next(teacher.parameters()).device
     enc = tokenize_fixed(tokenizer, texts, max_length)
     layers = {c: attention_layer_index(teacher.config.num_hidden_layers, c) for c in ATTENTION_LAYERS}
     logits, maps = [], {c: [] for c in layers}
-    for start in range(0, len(texts), batch_size):
+    for start in tqdm(range(0, len(texts), batch_size), desc="teacher targets", unit="batch", disable=not progress):
         ids = enc["input_ids"][start : start + batch_size].to(device)
         mask = enc["attention_mask"][start : start + batch_size].to(device)
         out = teacher(input_ids=ids, attention_mask=mask, output_attentions=True)
@@ -504,6 +540,247 @@ def teacher_targets(
         torch.cat(logits) if logits else torch.zeros((0, teacher.config.num_labels)),
         {c: torch.cat(v) if v else empty for c, v in maps.items()},
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Task-agnostic stage 1: the pretrained teacher's masked-language-model logits and attention on unlabelled text
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def mlm_head_of(model: PreTrainedModel) -> nn.Module:
+    """The language-modelling head of a `...ForMaskedLM` model: its one child that is not the base model (BERT's
+    `cls`, XLM-R's `lm_head`)."""
+    heads = [module for _, module in model.named_children() if module is not model.base_model]
+    if len(heads) != 1:
+        raise ValueError(f"{type(model).__name__} has {len(heads)} modules beside its base model, expected one head")
+    return heads[0]
+
+
+def _mlm_source(name: str) -> str:
+    return str(minilm_path()) if name == OFFLINE_DEFAULT else name
+
+
+def mlm_head_in_checkpoint(name: str) -> bool | None:
+    """Whether the teacher checkpoint `name` holds masked-LM head weights, read from its local safetensors key names
+    (no weights loaded): True for `tiny` and dry-run paper models (built whole from a config), None when it cannot
+    be told without loading (a hub id, or a folder without safetensors)."""
+    if name == "tiny" or (dry_run() and name in PAPER_ARCHITECTURES):
+        return True
+    folder = Path(_mlm_source(name))
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    for file in files:
+        with safe_open(str(file), "pt") as handle:
+            if any(k.startswith(("cls.", "lm_head.")) or ".lm_head." in k for k in handle.keys()):
+                return True
+    return False
+
+
+def load_mlm_teacher(name: str, seed: int = 0) -> tuple[PreTrainedModel, list[str]]:
+    """The teacher's pretrained encoder with its masked-LM head (`AutoModelForMaskedLM`, eager attention, frozen),
+    and the names of the head weights its checkpoint lacks (newly initialised: its logits teach nothing; empty when
+    the head is whole). `tiny` and dry-run paper models are built from their config, seeded (random like the rest)."""
+    if dry_run() and name in PAPER_ARCHITECTURES:
+        config = paper_config(name)
+        config._attn_implementation = "eager"
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model, missing = AutoModelForMaskedLM.from_config(config, attn_implementation="eager"), []
+    elif name == "tiny":
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+        config = BertConfig(vocab_size=tokenizer.vocab_size, **TINY_CONFIG)
+        config._attn_implementation = "eager"
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model, missing = BertForMaskedLM(config), []
+    else:
+        source = _mlm_source(name)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)  # a missing head is initialised from this seed
+            try:
+                model, info = AutoModelForMaskedLM.from_pretrained(
+                    source, local_files_only=True, attn_implementation="eager", output_loading_info=True
+                )
+            except OSError:
+                try:
+                    model, info = AutoModelForMaskedLM.from_pretrained(
+                        source, attn_implementation="eager", output_loading_info=True
+                    )
+                except OSError as err:
+                    raise EncoderUnavailable(
+                        f"could not load the masked-LM teacher {name!r} (task-agnostic stage 1): not a local folder, "
+                        f"not in the Hugging Face cache, and the Hub could not be reached. Cause: "
+                        f"{err.__class__.__name__}"
+                    ) from None
+        prefix = model.base_model_prefix + "."
+        missing = sorted(k for k in info.get("missing_keys", []) if not k.startswith(prefix))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval(), missing
+
+
+def student_mlm_head(student: PreTrainedModel) -> nn.Module:
+    """A fresh masked-LM head for the student (its family's, from its config), whose output layer is tied to the
+    student's word embeddings as in pretraining."""
+    config = copy.deepcopy(student.config)
+    mlm = AutoModelForMaskedLM.from_config(config)
+    head = mlm_head_of(mlm)
+    mlm.get_output_embeddings().weight = student.get_input_embeddings().weight
+    return head
+
+
+@dataclass
+class AgnosticTargets:
+    """Inputs and the frozen pretrained teacher's outputs for task-agnostic stage 1: (masked) token ids and mask, the
+    positions the KD term reads per text (B, K; -1 pads), the teacher's final hidden states there (fp16) and its
+    head-mean maps per layer choice (fp16). `head` is the teacher's masked-LM head (logits = head(hidden), applied
+    per batch, so that no vocabulary-sized tensor is stored); None means hidden-state matching at every token."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    positions: torch.Tensor
+    hidden: torch.Tensor
+    maps: dict[str, torch.Tensor]
+    head: nn.Module | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def signal(self) -> str:
+        """What the KD term matches: `mlm-logits` or `hidden-states`."""
+        return "mlm-logits" if self.head is not None else "hidden-states"
+
+    def dataset(self, layer_choice: str) -> TensorDataset:
+        """(ids, mask, positions, teacher hidden states, teacher map)."""
+        return TensorDataset(self.input_ids, self.attention_mask, self.positions, self.hidden, self.maps[layer_choice])
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    special_ids: Sequence[int],
+    mask_id: int,
+    vocab_size: int,
+    probability: float = MASK_PROBABILITY,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking, seeded: per text, round(probability x real tokens) positions (at least one) among the
+    non-special tokens; 80% become `mask_id`, 10% a random token, 10% stay. Returns (masked ids, positions (N, K),
+    -1 where a text has fewer than K = ceil(probability x L) positions)."""
+    generator = torch.Generator().manual_seed(seed)
+    candidates = attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype))
+    slots = max(1, math.ceil(probability * input_ids.shape[1]))
+    scores = torch.rand(input_ids.shape, generator=generator).masked_fill(~candidates, 2.0)
+    order = scores.argsort(dim=1)[:, :slots]
+    counts = (candidates.sum(1).float() * probability).round().clamp(min=1).long().clamp(max=slots)
+    counts = torch.where(candidates.any(1), counts, torch.zeros_like(counts))
+    positions = torch.where(torch.arange(slots)[None, :] < counts[:, None], order, torch.full_like(order, -1))
+    masked = input_ids.clone()
+    rows = torch.arange(len(input_ids))[:, None].expand_as(positions)
+    chosen = positions >= 0
+    r, c = rows[chosen], positions[chosen]
+    roll = torch.rand(len(r), generator=generator)
+    masked[r[roll < 0.8], c[roll < 0.8]] = mask_id
+    swap = (roll >= 0.8) & (roll < 0.9)
+    masked[r[swap], c[swap]] = torch.randint(vocab_size, (int(swap.sum()),), generator=generator, dtype=masked.dtype)
+    return masked, positions
+
+
+@torch.no_grad()
+def agnostic_targets(
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int,
+    *,
+    use_mlm: bool = True,
+    probability: float = MASK_PROBABILITY,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> AgnosticTargets:
+    """Run the frozen masked-LM `teacher` (`load_mlm_teacher`) once over `texts` (labels unused). With `use_mlm`:
+    masked input (`mask_tokens`), the final hidden states at the masked positions, and the teacher's MLM head. Without
+    (no head weights in the checkpoint): unmasked input and the final hidden states at every real token, for
+    hidden-state matching. Both keep the final / upper-middle head-mean maps."""
+    teacher.eval()
+    device = next(teacher.parameters()).device
+    enc = tokenize_fixed(tokenizer, texts, max_length)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    if use_mlm:
+        if tokenizer.mask_token_id is None:
+            raise ValueError("the teacher's tokenizer has no mask token: task-agnostic stage 1 needs one")
+        vocab = min(tokenizer.vocab_size, teacher.config.vocab_size)
+        ids, positions = mask_tokens(
+            ids, mask, tokenizer.all_special_ids, tokenizer.mask_token_id, vocab, probability, seed
+        )
+    else:
+        positions = torch.where(mask.bool(), torch.arange(ids.shape[1])[None, :], torch.full_like(ids, -1))
+    layers = {c: attention_layer_index(teacher.config.num_hidden_layers, c) for c in ATTENTION_LAYERS}
+    hidden, maps = [], {c: [] for c in layers}
+    base = teacher.base_model
+    for start in tqdm(range(0, len(texts), batch_size), desc="agnostic targets", unit="batch", disable=not progress):
+        batch_ids, batch_mask = ids[start : start + batch_size].to(device), mask[start : start + batch_size].to(device)
+        out = base(input_ids=batch_ids, attention_mask=batch_mask, output_attentions=True)
+        where = positions[start : start + batch_size].to(device)
+        index = where.clamp(min=0)[..., None].expand(-1, -1, out.last_hidden_state.shape[-1])
+        picked = out.last_hidden_state.gather(1, index) * (where >= 0)[..., None]
+        hidden.append(picked.half().cpu())
+        for choice, layer in layers.items():
+            maps[choice].append(out.attentions[layer].mean(1).half().cpu())
+    width = teacher.config.hidden_size
+    empty_maps = torch.zeros((0, max_length, max_length), dtype=torch.float16)
+    head = mlm_head_of(teacher) if use_mlm else None
+    return AgnosticTargets(
+        ids,
+        mask,
+        positions,
+        torch.cat(hidden) if hidden else torch.zeros((0, positions.shape[1], width), dtype=torch.float16),
+        {c: torch.cat(v) if v else empty_maps for c, v in maps.items()},
+        head,
+    )
+
+
+def agnostic_loss_fn(config: DistillConfig, teacher_head: nn.Module | None, log=None):
+    """`loss_fn(model, batch)` of task-agnostic stage 1: alpha x (KD on masked-LM logits at the masked positions,
+    through the student's MLM head; or, with no teacher head, hidden-state MSE through the student's linear map) +
+    (1 - alpha) x the attention MSE on the same (masked) input. The student's head is `model.stage1_head`."""
+
+    def loss_fn(model: StudentWithProjection, batch) -> torch.Tensor:
+        ids, mask, positions, t_hidden, t_map = batch
+        hidden, s_map = model.hidden_and_map(ids, mask, with_map=config.alpha < 1)
+        valid = positions >= 0
+        index = positions.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1])
+        gathered = hidden.gather(1, index)
+        total = hidden.new_zeros(())
+        parts: dict[str, float] = {}
+        if config.alpha > 0:
+            if teacher_head is not None:
+                s_logits = model.stage1_head(gathered[valid])
+                with torch.no_grad():
+                    t_logits = teacher_head.to(s_logits.device)(t_hidden[valid].float())
+                term = get("loss", config.kd)(s_logits, t_logits, config.temperature)
+                parts["mlm_kd"] = term.item()
+            else:
+                term = get("loss", "hidden_mse")(model.stage1_head(gathered), t_hidden.float(), valid)
+                parts["hidden"] = term.item()
+            total = total + config.alpha * term
+        if config.alpha < 1:
+            pair_mask = mask.bool()
+            att = get("loss", "attention_mse")(
+                project_map(model.projection, s_map, pair_mask), t_map.float(), pair_mask
+            )
+            total = total + (1 - config.alpha) * att
+            parts["attention"] = att.item()
+        if log is not None:
+            log.append(parts)
+        return total
+
+    return loss_fn
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -576,6 +853,7 @@ class DistillRun:
     seconds: dict[str, float]
     student_params: int
     projection_params: int
+    stage1_signal: str = ""  # what stage 1's KD term matched: sentiment-logits, mlm-logits, hidden-states or none
 
 
 def _mean_parts(log: list[dict[str, float]], prefix: str) -> dict[str, float]:
@@ -597,9 +875,13 @@ def run_distillation(
     stage2: TrainConfig,
     max_length: int,
     seed: int = 0,
+    progress: bool = False,
+    agnostic: AgnosticTargets | None = None,
 ) -> DistillRun:
-    """Stage 1 on all of `targets` (unlabelled), then stage 2 per language (the keys of `train`) from a copy of the
-    stage-1 student, with early stopping on that language's `dev` rows; scores on its `test` rows.
+    """Stage 1 on the unlabelled corpus (`config.stage1`: `task-specific` on `targets`, `task-agnostic` on
+    `agnostic`, `none`: skipped), then stage 2 per language (the keys of `train`) from a copy of the stage-1
+    student, with early stopping on that language's `dev` rows; scores on its `test` rows. `progress` shows a bar
+    over the languages of stage 2.
 
     `target_rows[lang]` are the positions of `train[lang]`'s rows in `targets` (their teacher logits and maps)."""
     set_seed(seed)
@@ -608,11 +890,28 @@ def run_distillation(
     seconds: dict[str, float] = {}
     log1: list[dict[str, float]] = []
     start = time.perf_counter()
-    fit(model, targets.dataset(config.attention_layer), None, stage1, loss_fn=distillation_loss_fn(config, log=log1))
+    signal = "none"
+    if config.stage1 == "task-specific":
+        loss_fn = distillation_loss_fn(config, log=log1)
+        fit(model, targets.dataset(config.attention_layer), None, stage1, loss_fn=loss_fn)
+        signal = "sentiment-logits"
+    elif config.stage1 == "task-agnostic":
+        if agnostic is None:
+            raise ValueError(f"recipe {config.name!r}: a task-agnostic stage 1 needs `agnostic` (agnostic_targets)")
+        if agnostic.head is not None:
+            model.stage1_head = student_mlm_head(model.student)
+        else:
+            model.stage1_head = nn.Linear(model.student.config.hidden_size, agnostic.hidden.shape[-1])
+        loss_fn = agnostic_loss_fn(config, agnostic.head, log=log1)
+        fit(model, agnostic.dataset(config.attention_layer), None, stage1, loss_fn=loss_fn)
+        model.stage1_head = None  # stage 2 and the saved student need only the encoder and its classifier
+        signal = agnostic.signal
     seconds["stage1"] = time.perf_counter() - start
     students, scores, log2 = {}, [], []
     start = time.perf_counter()
-    for lang, frame in train.items():
+    for lang, frame in tqdm(
+        train.items(), desc=f"{config.name}: stage 2", total=len(train), leave=False, disable=not progress
+    ):
         tuned = copy.deepcopy(model)
         labels = frame["label"].to_numpy()
         if config.stage2 == "ce":
@@ -634,6 +933,7 @@ def run_distillation(
         seconds=seconds,
         student_params=sum(p.numel() for p in model.student.parameters()),
         projection_params=sum(p.numel() for p in model.projection.parameters()),
+        stage1_signal=signal,
     )
 
 

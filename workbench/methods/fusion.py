@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from workbench.data.multimodal import SequenceView
 from workbench.registry import UnknownNameError, build, names, register
+from workbench.saving import HubModule
 from workbench.training import class_weights, predict
 
 IGNORE = -100
@@ -119,7 +120,7 @@ class _Encoders(nn.Module):
 # --------------------------------------------------------------------------------------------------- the models
 
 
-class UnimodalClassifier(_Encoders):
+class UnimodalClassifier(_Encoders, HubModule):
     """One modality's transformer and classifier: the unimodal baseline, and a voter in late fusion."""
 
     def __init__(
@@ -143,7 +144,7 @@ def majority_vote(modality_logits: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 @register("fusion", "late")
-class LateFusion(nn.Module):
+class LateFusion(nn.Module, HubModule):
     """Independent unimodal classifiers; the prediction is their majority vote. Trained with the sum of the
     unimodal losses (the voters share nothing), or assembled from already trained unimodal baselines."""
 
@@ -169,7 +170,7 @@ class LateFusion(nn.Module):
 
 
 @register("fusion", "early")
-class EarlyFusion(_Encoders):
+class EarlyFusion(_Encoders, HubModule):
     """Concatenate the modality representations, then classify."""
 
     def __init__(
@@ -214,7 +215,7 @@ class ModalityAttention(nn.Module):
 
 
 @register("fusion", "attention")
-class AttentionFusion(_Encoders):
+class AttentionFusion(_Encoders, HubModule):
     """Multi-head attention over the modality representations, then classify; exposes the modality weights."""
 
     uniform = False

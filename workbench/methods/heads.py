@@ -6,7 +6,9 @@ end) and returns logits. Single-task heads return one tensor (batch, classes); t
 a tuple (sentiment logits, sarcasm logits). Heads are registered as kind `"head"` and built by name with
 `workbench.registry.build("head", name, hidden_size, num_classes, **options)`, so one experiment loop (and one
 parametrized test) covers them all. `SequenceClassifier` puts a head on a transformer for end-to-end fine-tuning
-(`FineTunedEncoder`); with a frozen encoder the same heads train on cached token states (`CachedStates`).
+(`FineTunedEncoder`); with a frozen encoder the same heads train on cached token states (`CachedStates`). The `spatten`
+head (SpAtten + Linear) is the Linear head fed by a pruned encoder pass: `for_head` hands it `PrunedCachedStates` or
+`PrunedFineTunedEncoder` (SpAtten's cascade token pruning, `workbench.methods.spatten`), in training and testing.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
+from tqdm.auto import tqdm
 
-from workbench.encoders import Encoder, encode_tokens, run_layers
-from workbench.registry import register
+from workbench.encoders import Encoder, TokenStates, _ShardCache, _text_key, encode_tokens, run_layers
+from workbench.methods.spatten import CascadePruner, PruneSchedule, token_lengths
+from workbench.registry import get, register
+from workbench.saving import HubModule
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -31,7 +36,7 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @register("head", "linear")
-class LinearHead(nn.Module):
+class LinearHead(nn.Module, HubModule):
     """Dropout and a linear layer on the first ([CLS]) token state (`pooling="cls"`, the study's head), or on the
     mean of the real tokens' states (`pooling="mean"`: for frozen sentence-transformer encoders such as
     all-MiniLM-L6-v2, which were trained to be read by mean pooling and whose [CLS] state was never trained)."""
@@ -68,7 +73,7 @@ class ConvPool(nn.Module):
 
 
 @register("head", "cnn")
-class CNNHead(nn.Module):
+class CNNHead(nn.Module, HubModule):
     """Convolution over the token axis, ReLU, masked global average pooling, dropout, linear."""
 
     num_tasks = 1
@@ -86,7 +91,7 @@ class CNNHead(nn.Module):
 
 
 @register("head", "bilstm")
-class BiLSTMHead(nn.Module):
+class BiLSTMHead(nn.Module, HubModule):
     """One bidirectional LSTM layer over the real tokens (packed, so padding is never read); the output at the
     first position (forward state after [CLS], backward state after the whole text) goes through a linear layer."""
 
@@ -122,7 +127,7 @@ class CrossTalkLayer(nn.Module):
 
 
 @register("head", "crosstalk")
-class CrossTalkHead(nn.Module):
+class CrossTalkHead(nn.Module, HubModule):
     """Multitask head: a shared convolutional encoder over the token states, projections into a sentiment and a
     sarcasm space, `layers` cross-talk exchanges between the two, and one classifier per task.
 
@@ -161,7 +166,7 @@ class CrossTalkHead(nn.Module):
         return self.sentiment_classifier(self.dropout(sentiment)), self.sarcasm_classifier(self.dropout(sarcasm))
 
 
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(nn.Module, HubModule):
     """A transformer encoder with a head on its token states (the final layer, or the mean of the last `layers`:
     `workbench.encoders.run_layers`), for end-to-end fine-tuning (paper profile).
 
@@ -210,13 +215,31 @@ class CachedStates:
     cached on disk); heads train on them directly."""
 
     finetune = False
+    pruned: PrunedCachedStates | None = None  # the SpAtten-pruned states of the same texts (`for_head`)
 
-    def __init__(self, encoder: Encoder, texts: Sequence[str], max_length: int, progress: bool = True, layers: int = 1):
+    def __init__(
+        self,
+        encoder: Encoder,
+        texts: Sequence[str],
+        max_length: int,
+        progress: bool = True,
+        layers: int = 1,
+        schedule: PruneSchedule | None = None,
+    ):
         self.encoder, self.max_length, self.layers = encoder, max_length, layers
-        tokens = encode_tokens(list(texts), encoder, max_length=max_length, progress=progress, layers=layers)
+        tokens = self._token_states(list(texts), progress)
         self.states, self.mask = tokens.states, tokens.mask
         self.index = {text: i for i, text in enumerate(texts)}
         self.collate = collate_token_states
+        if schedule is not None:
+            self.pruned = PrunedCachedStates(encoder, texts, max_length, schedule, progress, layers)
+
+    def _token_states(self, texts: list[str], progress: bool) -> TokenStates:
+        return encode_tokens(texts, self.encoder, max_length=self.max_length, progress=progress, layers=self.layers)
+
+    def for_head(self, variant: str) -> CachedStates:
+        """The inputs of head `variant`: these states, or the SpAtten-pruned ones for a head that prunes tokens."""
+        return _inputs_for(self, variant)
 
     @property
     def hidden_size(self) -> int:
@@ -237,11 +260,18 @@ class FineTunedEncoder:
     so no model sees another one's updates."""
 
     finetune = True
+    pruned: PrunedFineTunedEncoder | None = None  # the same encoder fine-tuned with SpAtten pruning on (`for_head`)
 
-    def __init__(self, encoder: Encoder, max_length: int, layers: int = 1):
+    def __init__(self, encoder: Encoder, max_length: int, layers: int = 1, schedule: PruneSchedule | None = None):
         self.encoder, self.max_length, self.layers = encoder, max_length, layers
         self.collate = collate_token_ids
         self._initial = {k: v.detach().cpu().clone() for k, v in encoder.model.state_dict().items()}
+        if schedule is not None:
+            self.pruned = PrunedFineTunedEncoder(encoder, max_length, layers, schedule, initial=self._initial)
+
+    def for_head(self, variant: str) -> FineTunedEncoder:
+        """The inputs of head `variant`: this encoder, or its SpAtten-pruned twin for a head that prunes tokens."""
+        return _inputs_for(self, variant)
 
     @property
     def hidden_size(self) -> int:
@@ -261,3 +291,170 @@ class FineTunedEncoder:
         encoder.load_state_dict(self._initial)
         encoder.train()
         return SequenceClassifier(encoder, head, self.layers)
+
+
+# ---------------------------------------------------------------------------------------------- SpAtten + Linear
+
+
+@register("head", "spatten")
+class SpAttenLinearHead(LinearHead):
+    """SpAtten + Linear (the figurative-language study's pruning variant): the Linear head over the tokens that
+    SpAtten's cascade token pruning kept to the encoder's last layer.
+
+    The pruning happens in the encoder pass, not in this module: `prunes_tokens` makes `for_head` feed it the
+    states of a pruned pass (`PrunedCachedStates` for a frozen encoder, `PrunedFineTunedEncoder` when fine-tuning),
+    in training and testing alike, so it is trained with pruning on. It reads the [CLS] state (never pruned, but it
+    has attended only to kept tokens) or the mean of the kept tokens' states (`pooling`)."""
+
+    prunes_tokens = True
+
+
+def prunes_tokens(variant: str) -> bool:
+    """Whether head variant `variant` (`spatten`, `crosstalk+pcgrad`, ...) reads SpAtten-pruned token states."""
+    return bool(getattr(get("head", variant.split("+")[0]), "prunes_tokens", False))
+
+
+def _inputs_for(inputs: CachedStates | FineTunedEncoder, variant: str):
+    if not prunes_tokens(variant):
+        return inputs
+    if inputs.pruned is None:
+        raise ValueError(
+            f"head {variant!r} reads SpAtten-pruned token states: build its inputs with a PruneSchedule (schedule=)"
+        )
+    return inputs.pruned
+
+
+def spatten_schedule(encoder: Encoder, token_keep: float, head_keep: float = 1.0) -> PruneSchedule:
+    """SpAtten's schedule shape over `encoder`'s layers (`PruneSchedule.spatten`): the first ~15% of layers keep
+    every token, the first ~30% every head, then the kept share decays to `token_keep` / `head_keep` at the last."""
+    return PruneSchedule.spatten(encoder.num_layers, token_keep=token_keep, head_keep=head_keep)
+
+
+@torch.inference_mode()
+def pruned_token_states(
+    texts: Sequence[str],
+    encoder: Encoder,
+    schedule: PruneSchedule,
+    *,
+    max_length: int = 128,
+    layers: int = 1,
+    batch_size: int = 64,
+    cache: bool = True,
+    progress: bool = True,
+) -> TokenStates:
+    """States of the tokens SpAtten's cascade keeps to the last layer under `schedule` (`CascadePruner`: tokens and
+    heads really removed, by accumulated attention), each kept token's final state or the mean of its last `layers`
+    layers, in original token order, padded; cached on disk like `encode_tokens`, keyed by the schedule too."""
+    settings = {
+        "kind": "spatten tokens",
+        "max_length": max_length,
+        "layers": layers,
+        "token_keep": list(schedule.token_keep),
+        "head_keep": list(schedule.head_keep),
+    }
+    store = _ShardCache(encoder, settings, cache)
+    keys = [_text_key(t) for t in texts]
+    todo = sorted({k: t for k, t in zip(keys, texts) if k not in store.items}.items(), key=lambda kv: len(kv[1]))
+    pruner = CascadePruner.from_encoder(encoder, schedule).eval()
+    bar = tqdm(total=len(todo), desc=f"pruned pass ({encoder.name}, {schedule.name})", disable=not progress or not todo)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        batch = encoder.tokenize([t for _, t in chunk], max_length)
+        out = pruner(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), state_layers=layers)
+        states = (out.last_hidden_state if out.kept_layer_mean is None else out.kept_layer_mean).float()
+        store.save([k for k, _ in chunk], [s[m].cpu().numpy().astype(np.float16) for s, m in zip(states, out.mask)])
+        bar.update(len(chunk))
+    bar.close()
+    arrays = [store.items[k] for k in keys]
+    width = max((len(a) for a in arrays), default=0)
+    out_states = np.zeros((len(arrays), width, encoder.hidden_size), np.float16)
+    mask = np.zeros((len(arrays), width), bool)
+    for i, a in enumerate(arrays):
+        out_states[i, : len(a)] = a
+        mask[i, : len(a)] = True
+    return TokenStates(states=out_states, mask=mask)
+
+
+class PrunedCachedStates(CachedStates):
+    """Frozen encoder with SpAtten token pruning: every text's kept tokens' states (`pruned_token_states`) are
+    computed once and cached; the `spatten` head trains on them. `kept_share` is the mean share of each text's real
+    tokens that reached the last layer."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        texts: Sequence[str],
+        max_length: int,
+        schedule: PruneSchedule,
+        progress: bool = True,
+        layers: int = 1,
+    ):
+        self.schedule = schedule
+        super().__init__(encoder, texts, max_length, progress, layers)
+        real = token_lengths(list(texts), encoder, max_length)
+        self.kept_share = float(np.mean(self.mask.sum(1) / np.maximum(real, 1))) if len(real) else float("nan")
+
+    def _token_states(self, texts: list[str], progress: bool) -> TokenStates:
+        return pruned_token_states(
+            texts, self.encoder, self.schedule, max_length=self.max_length, layers=self.layers, progress=progress
+        )
+
+    def for_head(self, variant: str) -> PrunedCachedStates:
+        return self
+
+
+class PrunedSequenceClassifier(nn.Module, HubModule):
+    """A transformer encoder run by SpAtten's `CascadePruner` (tokens and heads removed per sample as `schedule`
+    says) with a head on the kept tokens' states: end-to-end fine-tuning with pruning on. Gradients reach the
+    encoder through the kept tokens; which tokens are kept is not differentiated. The pruned pass re-implements the
+    BERT layer without its attention and feed-forward dropout (the embeddings' dropout stays)."""
+
+    def __init__(
+        self,
+        encoder_model: nn.Module,
+        head: nn.Module,
+        schedule: PruneSchedule,
+        protected_ids: Sequence[int] = (),
+        layers: int = 1,
+    ):
+        super().__init__()
+        self.pruner = CascadePruner(encoder_model, schedule, protected_ids)
+        self.head = head
+        self.layers = layers
+        self.num_tasks = getattr(head, "num_tasks", 1)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.pruner(input_ids, attention_mask, token_type_ids, state_layers=self.layers)
+        states = out.last_hidden_state if out.kept_layer_mean is None else out.kept_layer_mean
+        return self.head(states, out.mask)
+
+
+class PrunedFineTunedEncoder(FineTunedEncoder):
+    """End-to-end fine-tuning with SpAtten pruning on: every head gets a fresh copy of the pretrained encoder inside
+    a `PrunedSequenceClassifier`."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        max_length: int,
+        layers: int,
+        schedule: PruneSchedule,
+        initial: dict[str, torch.Tensor] | None = None,
+    ):
+        self.encoder, self.max_length, self.layers, self.schedule = encoder, max_length, layers, schedule
+        self.collate = collate_token_ids
+        self._initial = initial or {k: v.detach().cpu().clone() for k, v in encoder.model.state_dict().items()}
+        tokenizer = encoder.tokenizer
+        self.protected_ids = [i for i in tokenizer.all_special_ids if i != tokenizer.pad_token_id]
+
+    def for_head(self, variant: str) -> PrunedFineTunedEncoder:
+        return self
+
+    def model(self, head: nn.Module) -> nn.Module:
+        """What to train: a copy of the pretrained encoder, run with pruning, with `head` on its kept tokens."""
+        encoder = copy.deepcopy(self.encoder.model)
+        encoder.load_state_dict(self._initial)
+        encoder.train()
+        return PrunedSequenceClassifier(encoder, head, self.schedule, self.protected_ids, self.layers)

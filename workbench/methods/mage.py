@@ -16,9 +16,16 @@ How augmentation is used (our reading of the paper, which does not fix it):
   example, labelled like its source; dev and test use the original embeddings (`training_views`, `evaluation_views`);
 - with attention (MAGE): every example is the *set* of its K embedding types {original, augmentations}
   (`build_views`). Head h scores view k with a learned context vector u_h: s_hk = u_hᵀ tanh(W_h v_k + b_h),
-  α_h = softmax_k(s_h), o_h = Σ_k α_hk v_k; the head outputs are summed (scaled by 1/H) and classified
-  (`ViewAttention`, `MageClassifier`). Training views are random draws; dev/test views are the augmenters'
-  deterministic `transform` (no noise, VAE mean): fitted maps applied at inference like any fitted preprocessing.
+  α_h = softmax_k(s_h), o_h = Σ_k α_hk v_k; the head outputs are aggregated (`HEAD_AGGREGATIONS`: `mean`, Σ_h o_h / H;
+  `sum`, Σ_h o_h; `concat`, [o_1; …; o_H], i.e. the heads' weighted views concatenated, then summed over the views:
+  the paper's wording, an H·d vector) and classified (`ViewAttention`, `MageClassifier`). Training views are random
+  draws; dev/test views are the augmenters' deterministic `transform` (no noise, VAE mean): fitted maps applied at
+  inference like any fitted preprocessing.
+
+Weighting arms (`WEIGHTINGS`), so that the attention comparison does not mix weighting with data volume: `none`
+(LiDA copies, one view per row), `learned` (the attention above) and `uniform` (the same K-view sets, every view
+weighted 1/K: what attention adds over plain averaging). With `copies` > 1 the set arms train on that many random
+view sets per example (1 + augmenters of them: as many rows as the LiDA arm).
 
 Every network trains with `workbench.training.fit` under a `TrainConfig` given by the caller.
 """
@@ -35,9 +42,12 @@ from torch.utils.data import TensorDataset
 
 from workbench.registry import register
 from workbench.runtime import set_seed
+from workbench.saving import HubModule
 from workbench.training import History, TrainConfig, fit, predict
 
 CLASSIFIERS = ("logreg", "lstm")
+WEIGHTINGS = ("none", "learned", "uniform")
+HEAD_AGGREGATIONS = ("mean", "sum", "concat")
 
 # ----------------------------------------------------------------------------------------------------------------
 # Fit-data guard
@@ -310,12 +320,17 @@ def training_views(
     *,
     attention: bool,
     seed: int,
+    copies: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The training set (views (n', K, d), labels (n',)) of one run. With attention: one row per example holding
-    its original and one random draw per augmenter (K = 1 + augmenters). Without (LiDA): the originals plus one
-    labelled copy per augmenter, each a row of its own (K = 1)."""
+    """The training set (views (n', K, d), labels (n',)) of one run. With attention (learned or uniform weights):
+    `copies` rows per example, each holding its original and one fresh random draw per augmenter (K = 1 +
+    augmenters; the first copy is the draw of `copies=1`). Without (LiDA): the originals plus one labelled copy per
+    augmenter, each a row of its own (K = 1)."""
     if attention:
-        return build_views(embeddings, augmenters, sample=True, seed=seed), np.asarray(labels)
+        if copies < 1:
+            raise ValueError(f"copies must be at least 1, not {copies}")
+        sets = [build_views(embeddings, augmenters, sample=True, seed=seed + j * 1_000_003) for j in range(copies)]
+        return np.concatenate(sets), np.tile(np.asarray(labels), copies)
     copies = [embeddings] + [a.sample(embeddings, seed=seed * 1000 + i) for i, a in enumerate(augmenters)]
     return np.concatenate(copies)[:, None, :], np.tile(labels, len(copies))
 
@@ -354,11 +369,13 @@ class ViewAttention(nn.Module):
         return torch.einsum("nhk,nkd->nhd", weights, views), weights
 
 
-class MageClassifier(nn.Module):
-    """Views (n, K, d) → logits. With `heads` > 0 the views are attention-weighted and the head outputs summed;
-    with `heads` = 0 the model reads the first view only (K must be 1). Then logistic regression (one linear layer)
-    or an LSTM (the sentence vector as a one-step sequence: a sentence embedding has no time axis, so over one step
-    the LSTM is a gated non-linear layer)."""
+class MageClassifier(nn.Module, HubModule):
+    """Views (n, K, d) → logits. `weighting` (default: `learned` when `heads` > 0, else `none`): `learned` weights
+    the views with `heads` attention heads and aggregates the head outputs by `head_aggregation` (`mean`, `sum`, or
+    `concat`: the classifier then reads H·d features); `uniform` averages the K views (weights 1/K); `none` reads
+    the first view only (K must be 1). Then logistic regression (one linear layer) or an LSTM (the sentence vector
+    as a one-step sequence: a sentence embedding has no time axis, so over one step the LSTM is a gated non-linear
+    layer)."""
 
     def __init__(
         self,
@@ -369,26 +386,44 @@ class MageClassifier(nn.Module):
         attention_dim: int = 64,
         lstm_hidden: int = 128,
         dropout: float = 0.1,
+        weighting: str | None = None,
+        head_aggregation: str = "mean",
     ):
         super().__init__()
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, not {classifier!r}")
-        self.classifier, self.heads = classifier, heads
+        weighting = weighting or ("learned" if heads else "none")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
+        if head_aggregation not in HEAD_AGGREGATIONS:
+            raise ValueError(f"head_aggregation must be one of {HEAD_AGGREGATIONS}, not {head_aggregation!r}")
+        if (weighting == "learned") != (heads > 0):
+            raise ValueError(f"learned weighting needs heads > 0 and other weightings none, got {weighting!r}, {heads}")
+        self.classifier, self.heads, self.weighting = classifier, heads, weighting
+        self.head_aggregation = head_aggregation
         self.attention = ViewAttention(dim, heads, attention_dim) if heads else None
+        features = dim * heads if heads and head_aggregation == "concat" else dim
         if classifier == "lstm":
-            self.lstm = nn.LSTM(dim, lstm_hidden, batch_first=True)
+            self.lstm = nn.LSTM(features, lstm_hidden, batch_first=True)
             self.dropout = nn.Dropout(dropout)
             self.output = nn.Linear(lstm_hidden, num_classes)
         else:
-            self.output = nn.Linear(dim, num_classes)
+            self.output = nn.Linear(features, num_classes)
 
     def pool(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The sentence vector the classifier reads (n, d), and the attention weights (n, H, K) if any."""
+        """The sentence vector the classifier reads (n, d; n, H·d with `concat`), and the attention weights
+        (n, H, K) if any."""
+        if self.weighting == "uniform":
+            return views.mean(dim=1), None
         if self.attention is None:
             if views.shape[1] != 1:
                 raise ValueError(f"without attention the model reads one view per row, got {views.shape[1]}")
             return views[:, 0], None
         head_outputs, weights = self.attention(views)
+        if self.head_aggregation == "concat":
+            return head_outputs.flatten(1), weights
+        if self.head_aggregation == "sum":
+            return head_outputs.sum(dim=1), weights
         return head_outputs.sum(dim=1) / self.heads, weights
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.saving import HubModule
+
 
 @dataclass
 class MultiLevelConfig:
@@ -152,7 +154,7 @@ class EncoderLayer(nn.Module):
         return x + self.dropout(self.feed_forward(self.norm2(x)))
 
 
-class MultiLevelClassifier(nn.Module):
+class MultiLevelClassifier(nn.Module, HubModule):
     """Token + position embeddings, `num_layers` encoder layers, masked mean pooling, linear classifier.
 
     `forward(input_ids, attention_mask) -> logits`; `features(...) -> (logits, pooled)` for the contrastive loss

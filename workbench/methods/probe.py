@@ -17,10 +17,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from workbench.data.sampling import split_indices
+from workbench.saving import HubModule
 from workbench.training import History, TrainConfig, fit
 
 
-class EmbeddingClassifier(nn.Module):
+class EmbeddingClassifier(nn.Module, HubModule):
     """Optional standardisation (fixed mean / std buffers), dropout, an optional hidden layer (GELU), and a linear
     layer over a fixed-size embedding."""
 

@@ -16,6 +16,7 @@ The schedule (t_l, h_l) is data: :class:`PruneSchedule`. With every ratio 1.0 th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -25,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from workbench.encoders import Encoder
+from workbench.saving import HubModule
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class PrunedOutput:
     processed (the query and key set of that layer), `head_masks` (B, N, H) which heads it computed.
     `flops` (B,) counts the multiply-adds x2 of every layer for each sample at its real (unpadded) kept size.
     `latest_states` (B, L, d) holds each original token's output of the last layer that processed it.
+    `layer_means` (B, N, d): after each layer, the mean over every real token of its latest state (for layer-wise
+    pooling; with nothing pruned, the mean of that layer's output).
     `attentions`, if asked for, are per-layer (B, H, L, L) probabilities on the original grid (zeros where pruned).
     """
 
@@ -108,23 +112,52 @@ class PrunedOutput:
     head_importance: torch.Tensor
     flops: torch.Tensor
     latest_states: torch.Tensor
+    layer_means: torch.Tensor
     attentions: tuple[torch.Tensor, ...] | None = None
+    kept_layer_mean: torch.Tensor | None = None  # (B, K, d): see `CascadePruner.forward(state_layers=...)`
 
     def pooled(self, pooling: str = "mean") -> torch.Tensor:
-        """(B, d) sentence vector.
+        """(B, d) sentence vector (see `POOLINGS`).
 
         `cls`: the [CLS] state; `mean`: the mean over the tokens that survived to the last layer; `mean_all`: the mean
         over every real token of its latest state (the output of the last layer that processed it), so that pruned
-        tokens still count with what they had when they were dropped (no extra compute)."""
-        if pooling == "cls":
-            return self.last_hidden_state[:, 0]
+        tokens still count with what they had when they were dropped (no extra compute); `mean_last<k>` and
+        `mean_layers`: that `mean_all` vector averaged over the last k layers, or over every layer."""
         if pooling == "mean":
             m = self.mask.unsqueeze(-1).to(self.last_hidden_state.dtype)
             return (self.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1)
-        if pooling == "mean_all":
-            m = self.token_masks[:, 0].unsqueeze(-1).to(self.latest_states.dtype)
-            return (self.latest_states * m).sum(1) / m.sum(1).clamp(min=1)
-        raise ValueError(f"pooling must be 'mean', 'mean_all' or 'cls', not {pooling!r}")
+        return pool_layers(self.layer_means, self.last_hidden_state[:, 0], pooling)
+
+
+# Sentence vectors the pruned path can use; `mean_last<k>` takes any k (4 is the usual "last four layers").
+POOLINGS = ("mean", "mean_all", "mean_last4", "mean_layers", "cls")
+
+
+def pooling_problem(pooling: object) -> str | None:
+    """Why `pooling` names no pooling (None when it does): `mean`, `mean_all`, `mean_last<k>` (k >= 1),
+    `mean_layers` or `cls`."""
+    if isinstance(pooling, str) and (pooling in POOLINGS or re.fullmatch(r"mean_last[1-9][0-9]*", pooling)):
+        return None
+    return f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)} (or mean_last<k> for any k >= 1)"
+
+
+def pool_layers(layer_means: torch.Tensor, cls: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, d) sentence vector from per-layer token means (B, N, d) and the final [CLS] state (B, d).
+
+    `mean` and `mean_all` take the last layer's mean (for a dense model the two are the same vector), `mean_last<k>`
+    the mean of the last k layers' means (k capped at N), `mean_layers` the mean over all N layers (the embedding
+    output excluded), `cls` the [CLS] state."""
+    problem = pooling_problem(pooling)
+    if problem:
+        raise ValueError(problem)
+    if pooling == "cls":
+        return cls
+    if pooling in ("mean", "mean_all"):
+        return layer_means[:, -1]
+    if pooling == "mean_layers":
+        return layer_means.mean(1)
+    k = int(pooling.removeprefix("mean_last"))
+    return layer_means[:, -k:].mean(1)
 
 
 def layer_flops(
@@ -146,6 +179,14 @@ def dense_flops(lengths: torch.Tensor | Sequence[int], config) -> torch.Tensor:
         n, heads, config.hidden_size, config.hidden_size // config.num_attention_heads, config.intermediate_size
     )
     return per_layer * config.num_hidden_layers
+
+
+def _weight_and_bias(linear: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear layer's float weight and bias; a dynamically quantized (int8) layer's are dequantized, since the
+    per-sample head gather needs float slices (the FFN and dense-head projections still run in int8)."""
+    if callable(linear.weight):  # torch.ao dynamic quantized Linear: weight() / bias() are methods
+        return linear.weight().dequantize(), linear.bias()
+    return linear.weight, linear.bias
 
 
 def _gather_rows(weight: torch.Tensor, heads: torch.Tensor, head_dim: int) -> torch.Tensor:
@@ -205,8 +246,9 @@ class CascadePruner(nn.Module):
             if dense_heads:
                 out = linear(x)
             else:
-                weight = _gather_rows(linear.weight, heads, self.head_dim)  # (B, h*dh, d)
-                bias = linear.bias.view(-1, self.head_dim)[heads].flatten(1, 2)  # (B, h*dh)
+                full_weight, full_bias = _weight_and_bias(linear)
+                weight = _gather_rows(full_weight, heads, self.head_dim)  # (B, h*dh, d)
+                bias = full_bias.view(-1, self.head_dim)[heads].flatten(1, 2)  # (B, h*dh)
                 out = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
             return out.view(batch, length, h, self.head_dim).transpose(1, 2)
 
@@ -224,8 +266,9 @@ class CascadePruner(nn.Module):
         if dense_heads:
             out = dense(context)
         else:  # output projection columns of the kept heads: (d, H*dh) -> per sample (B, h*dh, d)
-            per_head = dense.weight.t().reshape(self.num_heads, self.head_dim, -1)
-            out = torch.baddbmm(dense.bias.expand(batch, 1, -1), context, per_head[heads].flatten(1, 2))
+            weight, bias = _weight_and_bias(dense)
+            per_head = weight.t().reshape(self.num_heads, self.head_dim, -1)
+            out = torch.baddbmm(bias.expand(batch, 1, -1), context, per_head[heads].flatten(1, 2))
         out = layer.attention.output.LayerNorm(out + x)
         return out, probs, head_magnitude
 
@@ -235,8 +278,13 @@ class CascadePruner(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         output_attentions: bool = False,
+        state_layers: int = 1,
     ) -> PrunedOutput:
+        """`state_layers` > 1 also returns `kept_layer_mean`: each surviving token's states averaged over the last
+        `state_layers` layers (every survivor went through all of them), aligned with `last_hidden_state`."""
         schedule, cfg = self.schedule, self.model.config
+        if not 1 <= state_layers <= self.num_layers:
+            raise ValueError(f"state_layers must lie in [1, {self.num_layers}], not {state_layers}")
         batch, length = input_ids.shape
         device = input_ids.device
         mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
@@ -254,6 +302,10 @@ class CascadePruner(nn.Module):
         flops = torch.zeros(batch, dtype=torch.float64, device=device)
         attentions = []
         latest = x.new_zeros(batch, length + 1, x.shape[-1])  # one spare column absorbs padded slots
+        real = mask.unsqueeze(-1).to(x.dtype)  # every real token of the original grid
+        count = real.sum(1).clamp(min=1)
+        layer_means = []
+        summed = x.new_zeros(batch, length + 1, x.shape[-1]) if state_layers > 1 else None
         for index, layer in enumerate(self.model.encoder.layer):
             if index > 0 and schedule.token_keep[index] < 1.0:
                 x, mask, positions, protected = _prune_tokens(
@@ -278,6 +330,9 @@ class CascadePruner(nn.Module):
 
             slots = positions.masked_fill(~mask, length)[..., None].expand(-1, -1, x.shape[-1])
             latest = latest.scatter(1, slots, x)
+            if summed is not None and index >= self.num_layers - state_layers:
+                summed = summed.scatter_add(1, slots, x)
+            layer_means.append((latest[:, :length] * real).sum(1) / count)
             # attention received by each key, summed over heads and real queries (a batched matrix product)
             received = torch.einsum("bhqk,bq->bk", probs, mask.to(probs.dtype)).masked_fill(~mask, 0.0)
             token_score = token_score.scatter_add(1, positions, received)
@@ -296,8 +351,45 @@ class CascadePruner(nn.Module):
             head_importance=head_score,
             flops=flops,
             latest_states=latest[:, :length],
+            layer_means=torch.stack(layer_means, 1),
             attentions=tuple(attentions) if output_attentions else None,
+            kept_layer_mean=None
+            if summed is None
+            else summed.gather(1, positions.masked_fill(~mask, length)[..., None].expand(-1, -1, x.shape[-1]))
+            / state_layers,
         )
+
+
+class PrunedClassifier(nn.Module, HubModule):
+    """A classification head on a cascade pruner's pooled states: the model SpAtten fine-tunes with pruning on.
+
+    `forward` returns logits; gradients reach the encoder through every kept token and head (the top-k choices
+    themselves are not differentiable, as in SpAtten). `head` is any module mapping (B, d) to (B, classes), e.g. a
+    linear probe trained on frozen features, so that fine-tuning starts where the probe ended (LP-FT)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        head: nn.Module,
+        schedule: PruneSchedule | None = None,
+        pooling: str = "mean_all",
+        protected_ids: Sequence[int] = (),
+    ):
+        super().__init__()
+        problem = pooling_problem(pooling)
+        if problem:
+            raise ValueError(problem)
+        self.pruner = CascadePruner(model, schedule, protected_ids)
+        self.head = head
+        self.pooling = pooling
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.head(self.pruner(input_ids, attention_mask, token_type_ids).pooled(self.pooling))
 
 
 def _prune_tokens(x, mask, positions, score, protected, n_real, ratio):
@@ -336,29 +428,38 @@ def pruned_features(
     encoder: Encoder,
     schedule: PruneSchedule,
     *,
-    pooling: str = "mean",
+    pooling: str | Sequence[str] = "mean",
     max_length: int = 128,
     batch_size: int = 32,
     progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled final states (n, d) float32 of `texts` under `schedule`, and each text's FLOPs (n,) float64.
+    model: nn.Module | None = None,
+) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray]:
+    """Pooled states (n, d) float32 of `texts` under `schedule`, and each text's FLOPs (n,) float64. With a list of
+    poolings, a dict pooling -> features, all from the same pass. `model` replaces the encoder's own model (e.g. an
+    int8 copy of it) under the encoder's tokenizer.
 
     Texts are batched in length order (less padding; results do not depend on the batch) and returned in input order.
     """
-    pruner = CascadePruner.from_encoder(encoder, schedule).eval()
+    names = [pooling] if isinstance(pooling, str) else list(pooling)
+    for name in names:
+        if pooling_problem(name):
+            raise ValueError(pooling_problem(name))
+    special = [i for i in encoder.tokenizer.all_special_ids if i != encoder.tokenizer.pad_token_id]
+    pruner = CascadePruner(model if model is not None else encoder.model, schedule, protected_ids=special).eval()
     order = np.argsort(token_lengths(texts, encoder, max_length), kind="stable")
-    features = np.zeros((len(texts), encoder.hidden_size), np.float32)
+    features = {name: np.zeros((len(texts), encoder.hidden_size), np.float32) for name in names}
     flops = np.zeros(len(texts))
     bar = tqdm(total=len(texts), desc=f"pruned pass ({schedule.name or 'custom'})", disable=not progress)
     for start in range(0, len(texts), batch_size):
         index = order[start : start + batch_size]
         batch = encoder.tokenize([texts[i] for i in index], max_length)
         out = pruner(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        features[index] = out.pooled(pooling).float().cpu().numpy()
+        for name in names:
+            features[name][index] = out.pooled(name).float().cpu().numpy()
         flops[index] = out.flops.cpu().numpy()
         bar.update(len(index))
     bar.close()
-    return features, flops
+    return (features[names[0]] if isinstance(pooling, str) else features), flops
 
 
 def token_lengths(texts: Sequence[str], encoder: Encoder, max_length: int = 128) -> np.ndarray:
@@ -381,13 +482,17 @@ def keep_summary(schedule: PruneSchedule) -> str:
 
 
 __all__ = [
+    "POOLINGS",
     "CascadePruner",
     "PruneSchedule",
+    "PrunedClassifier",
     "PrunedOutput",
     "dense_flops",
     "flop_ratio",
     "keep_summary",
     "layer_flops",
+    "pool_layers",
+    "pooling_problem",
     "pruned_features",
     "token_lengths",
 ]

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.data import TensorDataset
+from tqdm.auto import tqdm
 
 from workbench.encoders import cache_dir
 from workbench.methods.multilevel import (
@@ -32,6 +33,7 @@ from workbench.methods.multilevel import (
 )
 from workbench.methods.probe import decision_logits, sklearn_probe
 from workbench.registry import build, register
+from workbench.saving import HubModule
 from workbench.training import History, TrainConfig, classification_metrics, fit, predict
 
 
@@ -81,7 +83,7 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, cache: bool
     return TokenIds(ids=ids, mask=ids != tokenizer.pad_token_id)
 
 
-class BiLSTMClassifier(nn.Module):
+class BiLSTMClassifier(nn.Module, HubModule):
     """Embedding -> bidirectional LSTM over the real tokens (packed) -> pooled -> linear.
 
     `pooling="max"` (default) takes the max over time of the outputs of both directions (InferSent-style), which
@@ -119,7 +121,7 @@ class BiLSTMClassifier(nn.Module):
         return self.classifier(self.dropout(pooled))
 
 
-class TextCNNClassifier(nn.Module):
+class TextCNNClassifier(nn.Module, HubModule):
     """Kim (2014) CNN: embedding -> parallel 1-D convolutions (widths 3, 4, 5) -> masked max over time -> linear."""
 
     def __init__(
@@ -184,7 +186,7 @@ def multilevel_lightweight(vocab_size: int, num_classes: int = 2, **sizes) -> nn
     return _transformer(vocab_size, num_classes, multi_level=True, lightweight=True, **sizes)
 
 
-class EncoderClassifier(nn.Module):
+class EncoderClassifier(nn.Module, HubModule):
     """A pretrained encoder (e.g. BERT) with a linear head on the [CLS] state, for full fine-tuning."""
 
     def __init__(self, encoder_model: nn.Module, num_classes: int = 2, dropout: float = 0.1):
@@ -333,9 +335,13 @@ def fine_tuned_encoder_baseline(
     seeds: Sequence[int],
     max_length: int,
     batch_size: int,
+    progress: bool = False,
+    keep: dict[str, object] | None = None,
 ) -> list[dict[str, object]]:
     """The fine-tuned BERT rows: a pretrained encoder fine-tuned end to end with a [CLS] head (AdamW lr 2e-5, up to
-    3 epochs, early stopping on dev accuracy), one row per seed. Hub encoders need internet."""
+    3 epochs, early stopping on dev accuracy), one row per seed. Hub encoders need internet. `progress` shows bars
+    over the seeds and each fine-tuning's epochs (minutes each on a CPU). A `keep` dict receives the first seed's
+    `model`, its `tokenizer` and the test `inputs` (ids, mask) it was scored on."""
     from workbench.encoders import load_encoder
     from workbench.runtime import set_seed
 
@@ -344,10 +350,12 @@ def fine_tuned_encoder_baseline(
     dev = tokenize_texts(list(dev_texts), tokenizer, max_length).dataset(dev_labels)
     test = tokenize_texts(list(test_texts), tokenizer, max_length).dataset(test_labels)
     rows = []
-    for seed in seeds:
+    for seed in tqdm(seeds, desc="BERT fine-tuning (seeds)", disable=not progress):
         set_seed(seed)
         model = EncoderClassifier(load_encoder(encoder_name).model.train())
-        config = TrainConfig(epochs=3, lr=2e-5, batch_size=batch_size, seed=seed, monitor="accuracy", progress=False)
+        config = TrainConfig(epochs=3, lr=2e-5, batch_size=batch_size, seed=seed, monitor="accuracy", progress=progress)
         run = train_text_model("BERT (fine-tuned)", model, train, dev, test, config, vocab_size=tokenizer.vocab_size)
         rows.append({"model": "BERT", "architecture": encoder_name, "seed": seed, **run.metrics, **run.cost})
+        if keep is not None and not keep:
+            keep.update(model=run.model, tokenizer=tokenizer, inputs=tuple(test.tensors[:2]), seed=seed)
     return rows

@@ -1,7 +1,9 @@
 """The BESSTIE study: classification heads, CrossTalk multitask with PCGrad, cross-variety and domain-shift matrices,
 and the per-batch training time of each head.
 
-Every experiment trains one head variant (`HEAD_VARIANTS`) on one training set and tests it on BESSTIE's
+Every experiment trains one head variant (`HEAD_VARIANTS`: Linear, CNN, BiLSTM, SpAtten + Linear, CrossTalk with and
+without PCGrad; `spatten` reads the kept tokens of an encoder pass with SpAtten's cascade token pruning, in training
+and testing) on one training set and tests it on BESSTIE's
 validation rows of each variety: the cross-variety matrices train on one variety (Google sentiment, Reddit
 sentiment, Reddit sarcasm), the domain-shift matrices train on Twitter or Bicodemix. The matrices' rows (training
 varieties, `train_varieties`) can be split across runs: `--grid train_varieties='[["en-AU"],["en-UK"]]'` gives,
@@ -26,20 +28,22 @@ from tqdm.auto import tqdm
 
 from workbench.data import BESSTIE_VARIETIES, load_besstie, load_bicodemix, load_twitter_entity, remove_overlap
 from workbench.data.besstie import load_besstie_multitask
+from workbench.data.bicodemix import BICODEMIX_LANGUAGE_NAMES, BICODEMIX_LANGUAGES
 from workbench.data.sampling import dev_split, stratified_sample
 from workbench.encoders import encoder_name_problem, load_encoder
-from workbench.methods.heads import CachedStates, FineTunedEncoder
+from workbench.methods.heads import CachedStates, FineTunedEncoder, PrunedCachedStates, prunes_tokens, spatten_schedule
 from workbench.methods.pcgrad import fit_multitask, pcgrad_backward, predict_multitask
 from workbench.paper_models import dry_run
 from workbench.profiles import Param, ParameterError, Profiles
 from workbench.registry import build
 from workbench.results import StudyResult, Timings, describe_data
 from workbench.runtime import set_seed, torch_threads
+from workbench.saving import MAX_TEST_ROWS, TrainedModel, model_name
 from workbench.training import TrainConfig, class_weights, classification_metrics, fit, predict, train_step
 
 STUDY = "besstie"
 CROSS_VARIETY_TASKS = (("Sentiment", "Google"), ("Sentiment", "Reddit"), ("Sarcasm", "Reddit"))
-SINGLE_TASK_HEADS = ("linear", "cnn", "bilstm")
+SINGLE_TASK_HEADS = ("linear", "cnn", "bilstm", "spatten")  # spatten: SpAtten token pruning + Linear
 MULTITASK_HEADS = ("crosstalk", "crosstalk+pcgrad")
 HEAD_VARIANTS = SINGLE_TASK_HEADS + MULTITASK_HEADS
 DOMAIN_SOURCES = ("Twitter", "Bicodemix")
@@ -56,8 +60,14 @@ PAPER = {
         },
         "Sarcasm": {"Reddit": {"en-AU": 0.627, "en-IN": 0.564, "en-UK": 0.621}},
     },
-    "seconds_per_batch": {"linear": 0.280, "cnn": 0.312, "bilstm": 0.383},
+    "seconds_per_batch": {"linear": 0.280, "cnn": 0.312, "bilstm": 0.383, "spatten": 0.281},
 }
+
+
+def _keep_problem(value: object) -> str | None:
+    """A SpAtten keep ratio must lie in (0, 1]."""
+    return None if 0 < float(value) <= 1 else f"a keep ratio lies in (0, 1], not {value!r}"
+
 
 PROFILES = Profiles(
     base={
@@ -85,11 +95,23 @@ PROFILES = Profiles(
             kind="list",
             choices=BESSTIE_VARIETIES,
         ),
+        "spatten_token_keep": Param(
+            0.5, "spatten head: share of each text's tokens SpAtten keeps to the last layer", validate=_keep_problem
+        ),
+        "spatten_head_keep": Param(
+            1.0, "spatten head: share of attention heads kept at the last layer", validate=_keep_problem
+        ),
         "domain_sources": Param(list(DOMAIN_SOURCES), "out-of-domain training sets", choices=DOMAIN_SOURCES),
         "domain_heads": Param(
-            ["linear", "cnn", "crosstalk", "crosstalk+pcgrad"],
+            ["linear", "cnn", "spatten", "crosstalk", "crosstalk+pcgrad"],
             "head variants of the domain-shift matrices",
             choices=HEAD_VARIANTS,
+        ),
+        "bicodemix_languages": Param(
+            ["en"],
+            "Bicodemix lang_id codes to train on: 'en' (the study's English comments), 'cm' code-mixed, 'my' Malay",
+            kind="list",
+            choices=BICODEMIX_LANGUAGES,
         ),
         "twitter_min_words": Param(40, "keep tweets of at least this many words (the study: 40)", minimum=0),
         "max_train_rows": Param(None, "cap on BESSTIE training rows per slice (None: all)", kind="int", minimum=1),
@@ -122,6 +144,9 @@ PROFILES = Profiles(
         "torch_threads": Param(
             1, "intra-op torch threads while training (None: leave as is)", kind="int", optional=True, minimum=1
         ),
+        "save_models": Param(
+            True, "save the first seed's cross-variety models (fine-tuned: Linear head's only) under models/"
+        ),
     },
     smoke={
         "encoder": "tiny",
@@ -138,9 +163,10 @@ PROFILES = Profiles(
         "channels": 16,
         "lstm_hidden": 16,
         "task_dim": 16,
-        "domain_heads": ["linear", "crosstalk+pcgrad"],
+        "domain_heads": ["linear", "spatten", "crosstalk+pcgrad"],
         "twitter_min_words": 5,
         "timing_batches": 1,
+        "save_models": False,
     },
     paper={
         "encoder": "bert-base-uncased",
@@ -208,12 +234,13 @@ class StudyData:
         return out
 
 
-def _bicodemix_frames(seed: int, rows: int | None) -> dict[str, pd.DataFrame]:
-    """Bicodemix training frames, all drawn from one seeded subsample of `rows` comments (so each text is encoded
-    once). Its sentiment is 3-class while BESSTIE's is binary: neutral rows are dropped (counted) and
-    negative/positive map to BESSTIE's 0/1; sarcasm (notsarc/sarc) maps to 0/1 as is."""
-    sarcasm = stratified_sample(load_bicodemix("sarcasm", "all"), rows, seed)
-    sentiment = load_bicodemix("sentiment", "all")
+def _bicodemix_frames(seed: int, rows: int | None, languages: Sequence[str] = ("en",)) -> dict[str, pd.DataFrame]:
+    """Bicodemix training frames of the comments in `languages` (lang_id; rows of other languages are dropped and
+    counted), all drawn from one seeded subsample of `rows` comments (so each text is encoded once). Its sentiment is
+    3-class while BESSTIE's is binary: neutral rows are dropped (counted) and negative/positive map to BESSTIE's 0/1;
+    sarcasm (notsarc/sarc) maps to 0/1 as is."""
+    sarcasm = stratified_sample(load_bicodemix("sarcasm", "all", languages=languages), rows, seed)
+    sentiment = load_bicodemix("sentiment", "all", languages=languages)
     sentiment = sentiment[sentiment["id"].isin(set(sarcasm["id"]))]
     binary = sentiment[sentiment["label_name"] != "neutral"].reset_index(drop=True)
     binary["label"] = (binary["label_name"] == "positive").astype("int64")
@@ -291,7 +318,8 @@ def load_seed(params: Mapping[str, object], seed: int) -> StudyData:
         }
         domain["Twitter"] = clean("train/domain/Twitter", unique, params["max_domain_rows"])
     if "Bicodemix" in params["domain_sources"]:
-        for name, frame in _bicodemix_frames(seed, params["max_domain_rows"]).items():
+        languages = params["bicodemix_languages"]
+        for name, frame in _bicodemix_frames(seed, params["max_domain_rows"], languages).items():
             domain[name] = clean(f"train/domain/{name}", frame, None)
     return StudyData(test=test, single_train=single, multitask_train=multitask, domain_train=domain, removed=removed)
 
@@ -323,7 +351,7 @@ def head_options(name: str, params: Mapping[str, object]) -> dict[str, object]:
     options: dict[str, object] = {"dropout": params["dropout"]}
     if base in ("cnn", "crosstalk"):
         options.update(channels=params["channels"], kernel_size=params["kernel_size"])
-    if base == "linear":
+    if base in ("linear", "spatten"):
         options["pooling"] = params["linear_pooling"]
     if base == "bilstm":
         options["lstm_hidden"] = params["lstm_hidden"]
@@ -365,9 +393,12 @@ def make_inputs(
     A hub encoder (paper profile) fails offline with `EncoderUnavailable`, which names the offline default.
     """
     encoder = load_encoder(params["encoder"])
+    schedule = None
+    if any(prunes_tokens(v) for v in [*params["heads"], *params["domain_heads"]]):
+        schedule = spatten_schedule(encoder, params["spatten_token_keep"], params["spatten_head_keep"])
     if params["finetune"]:
-        return FineTunedEncoder(encoder, params["max_length"], params["state_layers"])
-    return CachedStates(encoder, texts, params["max_length"], progress, params["state_layers"])
+        return FineTunedEncoder(encoder, params["max_length"], params["state_layers"], schedule)
+    return CachedStates(encoder, texts, params["max_length"], progress, params["state_layers"], schedule)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -396,6 +427,7 @@ class TrainedHead:
 
     def predict(self, inputs, frame: pd.DataFrame, task: str = "Sentiment") -> np.ndarray:
         """Predicted labels for `frame` (for multitask heads: from the sentiment or the sarcasm output)."""
+        inputs = inputs.for_head(self.variant)
         if self.multitask:
             data = inputs.dataset(frame, ["label", "label"])
             logits = predict_multitask(self.model, data, 2, collate_fn=inputs.collate)[0 if task == "Sentiment" else 1]
@@ -410,6 +442,7 @@ def train_head(
     """Train one head variant on `frame` (multitask variants need `label` and `sarcasm` columns), keeping the
     epoch chosen by `setup.config.monitor` on a seeded dev split of `frame`."""
     set_seed(seed)
+    inputs = inputs.for_head(variant)  # the spatten head reads a pruned encoder pass
     train, dev = dev_split(frame, setup.dev_fraction, seed, label_column)
     model = inputs.model(_build_head(variant, inputs, setup))
     config = setup.train_config(seed)
@@ -474,9 +507,11 @@ def run_cross_variety(
     seed: int = 0,
     progress: bool = True,
     train_varieties: Sequence[str] | None = None,
+    saved: dict[str, TrainedModel] | None = None,
 ) -> list[dict[str, object]]:
     """Train each head variant on each of `train_varieties` (None: `varieties`) and test on every one of
-    `varieties`: one metric row per matrix cell.
+    `varieties`: one metric row per matrix cell. With a `saved` dict, the trained models are added to it
+    (`model_to_save`; with a fine-tuned encoder only the Linear head's, each holding its own encoder copy).
 
     Single-task heads train per task; a CrossTalk variant trains once per (source, variety) on rows with both
     labels and fills the sentiment matrix of that source and, for Reddit, the sarcasm matrix too. Every training
@@ -499,8 +534,45 @@ def run_cross_variety(
             tasks = [task]
         common = dict(experiment="cross_variety", train_source=source, seed=seed)
         rows += [_cell(trained, inputs, data, t, source, v, train_var, **common) for t in tasks for v in varieties]
-        del trained  # a fine-tuned encoder copy: freed before the next one is built
+        if saved is not None and (not inputs.finetune or variant == "linear"):
+            test = data.test[tasks[0], source, train_var if train_var in varieties else varieties[0]]
+            keys = {**common, "head": variant, "train_variety": train_var, **({"task": task} if task else {})}
+            name = model_name(variant, task or "multitask", source, train_var)
+            saved[name] = model_to_save(trained, inputs, test, keys)
+        del trained  # a fine-tuned encoder copy: freed before the next one is built (unless it is saved)
     return rows
+
+
+def model_to_save(trained: TrainedHead, inputs, test: pd.DataFrame, rows: dict[str, object]) -> TrainedModel:
+    """A trained head (with its fine-tuned encoder, if any) to save with the run, the first rows of `test` as its
+    test inputs (as the head reads them: token ids and mask, or cached token states and mask)."""
+    inputs = inputs.for_head(trained.variant)  # the spatten head's inputs come from a pruned encoder pass
+    data = inputs.dataset(test.iloc[:MAX_TEST_ROWS], ["label"])
+    batch = inputs.collate([data[i] for i in range(len(data))])[:2]
+    encoder, layers = inputs.encoder.name, inputs.layers
+    states = "the final layer's token states" if layers == 1 else f"the mean of the last {layers} layers' token states"
+    trained_on = f"trained on BESSTIE {rows.get('task', 'Sentiment + Sarcasm')} {rows['train_source']} "
+    trained_on += f"{rows['train_variety']} (seed {rows['seed']}, the run's first)"
+    out = " It returns (sentiment logits, sarcasm logits)." if trained.multitask else ""
+    if inputs.finetune:
+        text = (
+            f"The {trained.variant} head and encoder {encoder}, fine-tuned end to end ({states}, "
+            f"{inputs.max_length} tokens), {trained_on}. Inputs: input_ids and attention_mask from the tokenizer "
+            f"saved here.{out}"
+        )
+        return TrainedModel(trained.model, batch, rows, text, tokenizer=inputs.encoder.tokenizer)
+    source = f"`workbench.encoders.encode_tokens(texts, load_encoder({encoder!r}), max_length="
+    if isinstance(inputs, PrunedCachedStates):  # the kept tokens' states of SpAtten's pruned pass
+        source = (
+            f"SpAtten's pruned pass (schedule {inputs.schedule.to_dict()}): `workbench.methods.heads."
+            f"pruned_token_states(texts, load_encoder({encoder!r}), schedule, max_length="
+        )
+    text = (
+        f"The {trained.variant} head on the frozen encoder {encoder} ({states}, {inputs.max_length} tokens), "
+        f"{trained_on}. Inputs: token states (batch, L, hidden) and a boolean mask; the encoder is pretrained and not "
+        f"saved: {source}{inputs.max_length}, layers={layers})` gives them.{out}"
+    )
+    return TrainedModel(trained.model, batch, rows, text)
 
 
 def run_domain_shift(
@@ -547,6 +619,7 @@ def seconds_per_batch(
     batch (a `--dry-run` times a single step, without warm-up). Multitask variants need `sarcasm` labels."""
     set_seed(seed)
     warmup = 0 if dry_run() else 1
+    inputs = inputs.for_head(variant)
     multitask = variant in MULTITASK_HEADS
     columns = ["label", "sarcasm"] if multitask else ["label"]
     model = inputs.model(_build_head(variant, inputs, setup))
@@ -587,7 +660,9 @@ def run_timing(
     frame = data.multitask_train["Google", variety]
     modes = [("fine-tune encoder + head", inputs)] if inputs.finetune else [("head on cached states", inputs)]
     if not inputs.finetune and params["timing_end_to_end"]:
-        modes.append(("fine-tune encoder + head", FineTunedEncoder(inputs.encoder, inputs.max_length, inputs.layers)))
+        schedule = getattr(inputs.pruned, "schedule", None)
+        tuned = FineTunedEncoder(inputs.encoder, inputs.max_length, inputs.layers, schedule)
+        modes.append(("fine-tune encoder + head", tuned))
     batches, batch_size = params["timing_batches"], params["timing_batch_size"]
     rows = []
     jobs = [(mode, source, v) for mode, source in modes for v in params["heads"]]
@@ -645,8 +720,12 @@ def notes(params: Mapping[str, object]) -> list[str]:
             f"{params['max_length']} tokens and cached; only the heads are trained (the study fine-tunes BERT end "
             "to end)."
         )
+    spatten = any(prunes_tokens(h) for h in [*params["heads"], *params["domain_heads"]])
     if params["linear_pooling"] == "mean":
-        out.append("The Linear head reads the mean of the real tokens' states instead of the [CLS] state.")
+        which = "The Linear and SpAtten + Linear heads read" if spatten else "The Linear head reads"
+        out.append(f"{which} the mean of the real tokens' states instead of the [CLS] state.")
+    if spatten:
+        out.append(spatten_note(params, layers))
     out.append(
         f"Training: AdamW lr {params['lr']:g}, weight decay {params['weight_decay']:g}, batch {params['batch_size']}, "
         f"up to {params['epochs']} epochs, early stopping on the dev {params['monitor']} (patience "
@@ -696,6 +775,17 @@ def notes(params: Mapping[str, object]) -> list[str]:
     if "Twitter" in params["domain_sources"]:
         out.append(f"Twitter: positive / negative tweets of at least {params['twitter_min_words']} words.")
     if "Bicodemix" in params["domain_sources"]:
+        languages = list(params["bicodemix_languages"])
+        named = " and ".join(f"{BICODEMIX_LANGUAGE_NAMES[c]} ({c})" for c in languages)
+        out.append(
+            f"Bicodemix: only its {named} comments (lang_id), "
+            + (
+                "as in the study; the Malay and code-mixed rows (about 90% of the file) are dropped and counted."
+                if languages == ["en"]
+                else "not as in the study, which trained on the English comments only; rows of other languages are "
+                "dropped and counted."
+            )
+        )
         out.append(
             "Bicodemix sentiment is 3-class; BESSTIE is binary: Bicodemix neutral rows are dropped, negative/positive "
             "map to 0/1. Domain-shift sarcasm is tested on BESSTIE Reddit only."
@@ -703,6 +793,26 @@ def notes(params: Mapping[str, object]) -> list[str]:
     seeds = list(params["seeds"])
     out.append(f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)} run{'s' if len(seeds) > 1 else ''} per cell).")
     return out
+
+
+def spatten_note(params: Mapping[str, object], layers: str) -> str:
+    """What the `spatten` head variant is in this run, from the parameters."""
+    keep = f"{params['spatten_token_keep']:.0%} of each text's real tokens"
+    if params["spatten_head_keep"] < 1:
+        keep += f" and {params['spatten_head_keep']:.0%} of the heads"
+    how = (
+        "fine-tuned with pruning on in every training step (the pruned pass has no attention or feed-forward dropout)"
+        if params["finetune"]
+        else "frozen, the pruned pass computed once and cached, so the head is trained and tested on pruned states"
+    )
+    return (
+        "Head 'spatten' = SpAtten + Linear: the encoder pass runs SpAtten's cascade token pruning (each token ranked "
+        "by the attention it has received, summed over heads, real queries and layers so far; the first ~15% of layers "
+        f"keep every token, then the kept share decays to {keep} at the last layer; [CLS] and [SEP] are always kept, "
+        f"pruned tokens are removed, not masked), and the Linear head reads the kept tokens' states ({layers}, "
+        f"{'mean over the kept tokens' if params['linear_pooling'] == 'mean' else '[CLS]'}). Encoder {how}. The study "
+        "applied SpAtten by masking (no speed-up) and gives no keep ratio: the ratio is our choice."
+    )
 
 
 def headline(metrics: pd.DataFrame) -> dict[str, float]:
@@ -734,16 +844,23 @@ def run(params: Mapping[str, object], data: dict[int, StudyData] | None = None, 
 def _run(params: Mapping[str, object], data: dict[int, StudyData] | None, progress: bool) -> BesstieResult:
     setup = recipe(params)
     varieties = list(params["varieties"])
-    timings, rows, described, removed = Timings(), [], [], {}
+    timings, rows, described, removed, measured = Timings(), [], [], {}, []
+    saved: dict[str, TrainedModel] | None = {} if params["save_models"] else None
     for seed in params["seeds"]:
         seed = int(seed)
         with timings("load data"):
             seed_data = data[seed] if data is not None else load_seed(params, seed)
         with timings("encode (token states)"):
             inputs = make_inputs(params, seed_data.texts(), progress)
+        if isinstance(inputs.pruned, PrunedCachedStates) and not measured:
+            measured.append(
+                f"SpAtten's pruned pass kept {inputs.pruned.kept_share:.1%} of each text's real tokens to the last "
+                f"layer (mean over the {len(inputs.pruned.index)} texts of seed {seed})."
+            )
         with timings("cross-variety"):
+            keep = saved if seed == int(params["seeds"][0]) else None  # the first seed's models are saved
             rows += run_cross_variety(
-                seed_data, inputs, setup, params["heads"], varieties, seed, progress, training_varieties(params)
+                seed_data, inputs, setup, params["heads"], varieties, seed, progress, training_varieties(params), keep
             )
         with timings("domain shift"):
             rows += run_domain_shift(seed_data, inputs, setup, params["domain_heads"], varieties, seed, progress)
@@ -762,9 +879,10 @@ def _run(params: Mapping[str, object], data: dict[int, StudyData] | None, progre
         metrics=metrics,
         data=described,
         timings=dict(timings),
-        notes=[*notes(params), removed_note],
+        notes=[*notes(params), removed_note, *measured],
         headline=headline(metrics),
         removed=removed,
+        trained_models=saved or {},
     )
 
 

@@ -13,10 +13,9 @@ test subset, and times the teacher against one saved student per size in this pr
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,16 +31,22 @@ from workbench.encoders import OFFLINE_DEFAULT, encoder_name_problem
 from workbench.methods.comet import (
     ATTENTION_LAYERS,
     KD_LOSSES,
+    MASK_PROBABILITY,
     STAGE2_MODES,
     STUDENT_INITS,
+    AgnosticTargets,
     DistillConfig,
     DistillRun,
     StudentSpec,
+    StudentWithProjection,
+    agnostic_targets,
     efficiency,
     fine_tune_teacher,
     head_mean_attention,
     load_classifier,
+    load_mlm_teacher,
     load_teacher,
+    mlm_head_in_checkpoint,
     projection_memory_mib,
     projection_parameters,
     retention,
@@ -54,12 +59,25 @@ from workbench.methods.comet import (
 from workbench.paper_models import PAPER_ARCHITECTURES
 from workbench.profiles import Param, Profiles
 from workbench.registry import names
-from workbench.results import StudyResult, Timings, describe_data
+from workbench.results import StudyResult, Timings, describe_data, figures_meaningful
 from workbench.runtime import set_seed, torch_threads
+from workbench.saving import TrainedModel
+from workbench.studies.tables import compare_arms, mean_std_text
 from workbench.training import TrainConfig
 
 STUDY = "comet"
-SWEEPS = ("ablation", "temperature", "alpha", "attention_layer", "projection", "student_size")
+SWEEPS = (
+    "ablation",
+    "label_only",
+    "stage1",
+    "stage2",
+    "temperature",
+    "alpha",
+    "attention_layer",
+    "projection",
+    "student_size",
+)
+STAGE1_CHOICES = ("task-specific", "task-agnostic")
 TARGET_SPEEDUP = 5.0  # the study's goal: a student at least 5x faster (throughput, batch 32) ...
 TARGET_RETENTION = 0.9  # ... that keeps at least 90% of the teacher's macro-F1
 TIMING_TEXTS_PER_LANGUAGE = 64
@@ -111,7 +129,25 @@ PROFILES = Profiles(
             choices=lambda: names("projection"),
         ),
         "projection_rank": Param(16, "rank of the low_rank projection", minimum=1),
-        "stage2": Param("ce+distill", "per-language stage: ce+distill | ce", choices=STAGE2_MODES),
+        "stage1": Param(
+            "task-specific",
+            "stage 1 on unlabelled tweets: task-specific (the fine-tuned teacher's sentiment logits + attention) | "
+            "task-agnostic (the pretrained teacher's masked-LM logits + attention, the paper's)",
+            choices=STAGE1_CHOICES,
+        ),
+        "mask_probability": Param(
+            MASK_PROBABILITY, "share of tokens masked for the task-agnostic stage 1 (BERT: 0.15)", minimum=0.01
+        ),
+        "stage2": Param(
+            "ce",
+            "per-language stage: ce (cross-entropy only, the paper's) | ce+kd (plus the distillation loss)",
+            choices=STAGE2_MODES,
+        ),
+        "student_seeds": Param(
+            [0, 1, 2],
+            "seeds of the label-only comparison (sweep label_only): the label-only student and the default recipe "
+            "run once per seed; every other recipe runs at `seed`",
+        ),
         "sweeps": Param(list(SWEEPS), "sweeps run around the default recipe (which always runs)", choices=SWEEPS),
         "temperatures": Param([1.0, 1.5, 2.0, 3.0, 4.0], "temperatures of the temperature sweep"),
         "alphas": Param([0.3, 0.5, 0.7], "alphas of the alpha sweep"),
@@ -132,6 +168,7 @@ PROFILES = Profiles(
         "patience": Param(2, "early-stopping patience (epochs without dev macro-F1 gain)", minimum=1),
         "bench_rounds": Param(5, "interleaved timing rounds of the speed comparison (median kept)", minimum=1),
         "measure_memory": Param(True, "measure peak memory in a fresh process per model"),
+        "save_models": Param(True, "save the teacher, the default recipe's students and one student per size"),
     },
     smoke=dict(
         teacher="tiny",
@@ -150,6 +187,7 @@ PROFILES = Profiles(
         teacher_lr=1e-3,
         stage2_epochs=1,
         stage2_lr=1e-3,
+        student_seeds=[0, 1],
         patience=1,
         bench_rounds=2,
         measure_memory=False,
@@ -158,6 +196,7 @@ PROFILES = Profiles(
     paper=dict(
         torch_threads=None,
         teacher="Davlan/afro-xlmr-large",
+        stage1="task-agnostic",
         languages=["amh", "arq", "ary", "hau", "ibo", "kin", "pcm", "por", "swa", "tso", "twi", "yor"],
         max_languages=12,
         max_length=128,
@@ -191,7 +230,8 @@ PROFILES = Profiles(
         dev_rows=8,
         test_rows=8,
         corpus_rows=4,
-        sweeps=["ablation", "attention_layer", "projection", "student_size"],
+        sweeps=["ablation", "label_only", "stage1", "stage2", "attention_layer", "projection", "student_size"],
+        student_seeds=[0],
         teacher_epochs=1,
         teacher_freeze_embeddings=True,
         stage1_epochs=1,
@@ -292,16 +332,26 @@ def base_config(params: Mapping[str, object]) -> DistillConfig:
         attention_layer=str(params["attention_layer"]),
         projection=str(params["projection"]),
         projection_rank=int(params["projection_rank"]),
+        stage1=str(params["stage1"]),
         stage2=str(params["stage2"]),
         init=str(params["student_init"]),
     )
 
 
+def label_only_config(params: Mapping[str, object]) -> DistillConfig:
+    """The label-only student `label_only`: the default recipe's student (same size and initialisation), no stage 1,
+    stage 2 on weighted cross-entropy alone: what the distillation is compared with."""
+    return replace(base_config(params), name="label_only", stage1="none", stage2="ce")
+
+
 def sweep_configs(params: Mapping[str, object]) -> list[tuple[str, DistillConfig]]:
-    """(experiment, config) pairs of the sweeps in `params["sweeps"]`, each changing one knob of the default recipe.
+    """(experiment, config) pairs of the sweeps in `params["sweeps"]`, each changing one knob of the default recipe,
+    all at `seed` (`seed_repeats` adds the label-only comparison's other seeds).
 
     The default recipe appears once (experiment `ablation`, name `hybrid`), first, whatever the sweeps; a swept
-    value equal to the default's is not run twice."""
+    value equal to the default's is not run twice. `label_only` is the student without distillation; `stage1` runs
+    the other stage-1 kind (`stage1=task-agnostic` or `stage1=task-specific`), `stage2` the other stage-2 mode
+    (`stage2=ce+kd` or `stage2=ce`)."""
     base = base_config(params)
     sweeps = set(params["sweeps"])
     out = [("ablation", base)]
@@ -310,6 +360,14 @@ def sweep_configs(params: Mapping[str, object]) -> list[tuple[str, DistillConfig
             ("ablation", replace(base, name="kd_only", alpha=1.0)),
             ("ablation", replace(base, name="attention_only", alpha=0.0)),
         ]
+    if "label_only" in sweeps:
+        out.append(("label_only", label_only_config(params)))
+    if "stage1" in sweeps:
+        other = "task-agnostic" if base.stage1 == "task-specific" else "task-specific"
+        out.append(("stage1", replace(base, name=f"stage1={other}", stage1=other)))
+    if "stage2" in sweeps:
+        other = "ce+kd" if base.stage2 == "ce" else "ce"
+        out.append(("stage2", replace(base, name=f"stage2={other}", stage2=other)))
     if "temperature" in sweeps:
         out += [("temperature", replace(base, name=f"T={t:g}", temperature=float(t))) for t in params["temperatures"]]
     if "alpha" in sweeps:
@@ -331,6 +389,21 @@ def sweep_configs(params: Mapping[str, object]) -> list[tuple[str, DistillConfig
         if key not in unique:
             unique[key] = (experiment, config)
     return list(unique.values())
+
+
+def seed_repeats(params: Mapping[str, object]) -> list[tuple[str, DistillConfig, int]]:
+    """(experiment, config, seed) of the label-only comparison's repeats: with the `label_only` sweep, the default
+    recipe and the label-only student at every seed of `student_seeds` other than `seed` (which the sweep runs)."""
+    if "label_only" not in params["sweeps"]:
+        return []
+    seeds = [int(s) for s in dict.fromkeys(params["student_seeds"]) if int(s) != int(params["seed"])]
+    pairs = [("ablation", base_config(params)), ("label_only", label_only_config(params))]
+    return [(experiment, config, s) for s in seeds for experiment, config in pairs]
+
+
+def needs_agnostic_targets(params: Mapping[str, object]) -> bool:
+    """Whether any recipe of this run has a task-agnostic stage 1."""
+    return any(c.stage1 == "task-agnostic" for _, c in sweep_configs(params))
 
 
 def train_configs(params: Mapping[str, object], progress: bool = False) -> dict[str, TrainConfig]:
@@ -411,6 +484,35 @@ def save_teacher(directory: str | Path, teacher, tokenizer, history: pd.DataFram
     return save_model(teacher, directory, tokenizer, files={TEACHER_CARD: text})
 
 
+def task_agnostic_targets(
+    params: Mapping[str, object], tokenizer, data: CometData, progress: bool = False
+) -> tuple[AgnosticTargets, str | None]:
+    """The task-agnostic stage 1's targets on the unlabelled corpus (labels unused): the pretrained teacher
+    `params["teacher"]` with its masked-LM head (not the fine-tuned classifier) over masked tweets, and None. When the
+    checkpoint lacks the MLM head weights (they would be newly initialised), hidden-state + attention matching on
+    the unmasked tweets instead, and a message that says so (also raised as a warning)."""
+    teacher, missing = load_mlm_teacher(str(params["teacher"]), seed=int(params["seed"]))
+    message = None
+    if missing:
+        message = (
+            f"Task-agnostic stage 1: the checkpoint of {params['teacher']!r} has no masked-LM head weights "
+            f"({', '.join(missing)} would be newly initialised, and random logits teach nothing), so stage 1 falls "
+            "back to hidden-state + attention matching (no MLM logits)."
+        )
+        warnings.warn(message, UserWarning, stacklevel=2)
+    targets = agnostic_targets(
+        teacher,
+        tokenizer,
+        data.corpus["text"].tolist(),
+        int(params["max_length"]),
+        use_mlm=not missing,
+        probability=float(params["mask_probability"]),
+        seed=int(params["seed"]),
+        progress=progress,
+    )
+    return targets, message
+
+
 def prepare_teacher(params: Mapping[str, object], data: CometData, config: TrainConfig):
     """(tokenizer, frozen teacher, history, loaded): the teacher loaded from `teacher_dir` when an earlier run saved
     it there (`loaded` True), else fine-tuned on the pooled train subsets (early stopping on the pooled dev subsets)
@@ -453,6 +555,7 @@ def metric_rows(experiment: str, run: DistillRun, seed: int, max_length: int) ->
         "projection_params_at_L128": projection_parameters(run.config.projection, 128, run.config.projection_rank),
         "stage1_seconds": run.seconds["stage1"],
         "stage2_seconds": run.seconds["stage2"],
+        "stage1_signal": run.stage1_signal,
         **run.loss_terms,
     }
     return [
@@ -467,7 +570,19 @@ def recipe_summary(students: pd.DataFrame, teacher: pd.DataFrame) -> pd.DataFram
     teacher_f1 = teacher.set_index("language")["macro_f1"]
     teacher_wf1 = teacher.set_index("language")["weighted_f1"]
     rows = []
-    keys = ["experiment", "config", "student", "projection", "temperature", "alpha", "attention_layer", "kd"]
+    keys = [
+        "experiment",
+        "config",
+        "student",
+        "stage1",
+        "stage1_signal",
+        "stage2",
+        "projection",
+        "temperature",
+        "alpha",
+        "attention_layer",
+        "kd",
+    ]
     for key, group in students.groupby(keys, sort=False):
         langs = group["language"]
         rows.append(
@@ -514,8 +629,11 @@ def per_language_scores(metrics: pd.DataFrame, config: str = "hybrid") -> pd.Dat
     """Teacher and student (recipe `config`) test macro / weighted F1 per language, from a run's metric rows (the
     rows of `CometResult.metrics` or of its results.json), in the run's language order."""
     rows = metrics[metrics["language"].notna()] if "language" in metrics else metrics.iloc[:0]
-    teacher = rows[rows["model"] == "teacher"].set_index("language")
-    student = rows[(rows["model"] == "student") & (rows["config"] == config)].set_index("language")
+    teacher = rows[rows["model"] == "teacher"]
+    student = rows[(rows["model"] == "student") & (rows["config"] == config)]
+    if "seed" in rows and len(teacher):  # the run's own seed: the label-only comparison repeats `hybrid` at others
+        student = student[student["seed"] == teacher["seed"].iloc[0]]
+    teacher, student = teacher.set_index("language"), student.set_index("language")
     out = pd.DataFrame(index=teacher.index.rename("language"))
     for who, frame in (("teacher", teacher), ("student", student)):
         for metric in ("macro_f1", "weighted_f1"):
@@ -547,24 +665,6 @@ class CometResult(StudyResult):
     students: dict[str, object] = field(default_factory=dict)
     size_students: dict[str, object] = field(default_factory=dict)
 
-    def save(self, report_dir: str | Path | None) -> Path:
-        """Write `results.json`, and the teacher, the hybrid students (`student-<lang>`) and one student per size
-        (`size-<label>`) as Hugging Face folders with the tokenizer under `models/` (replaced as a whole)."""
-        path = super().save(report_dir)
-        if self.teacher_model is not None:
-            models = {"teacher": self.teacher_model}
-            models.update({f"student-{lang}": m for lang, m in self.students.items()})
-            models.update({f"size-{label}": m for label, m in self.size_students.items()})
-            target = path.parent / "models"
-            staging = Path(tempfile.mkdtemp(prefix=".models.", dir=path.parent))
-            save_models(staging, models, self.tokenizer)
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=".models-old.", dir=path.parent))
-                os.replace(target, old / "models")
-                shutil.rmtree(old)
-            os.replace(staging, target)
-        return path
-
 
 def run(params: Mapping[str, object], data: CometData | None = None, progress: bool = True) -> CometResult:
     """Teacher fine-tuning, teacher targets, every recipe of the sweep for every language, and the speed / memory
@@ -587,31 +687,45 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
         [{"language": lang, **score(teacher, tokenizer, data.test[lang], length)} for lang in data.languages]
     )
     with timings("teacher_targets"):
-        targets = teacher_targets(teacher, tokenizer, data.corpus["text"].tolist(), length)
+        targets = teacher_targets(teacher, tokenizer, data.corpus["text"].tolist(), length, progress=progress)
+    agnostic, fallback = None, None
+    if needs_agnostic_targets(params):
+        with timings("agnostic_targets"):
+            agnostic, fallback = task_agnostic_targets(params, tokenizer, data, progress)
+
+    def distil(config: DistillConfig, run_seed: int) -> DistillRun:
+        stages = {k: replace(configs[k], seed=run_seed) for k in ("stage1", "stage2")}
+        return run_distillation(
+            config,
+            teacher,
+            tokenizer,
+            targets,
+            train=data.train,
+            dev=data.dev,
+            test=data.test,
+            target_rows=data.train_index,
+            stage1=stages["stage1"],
+            stage2=stages["stage2"],
+            max_length=length,
+            seed=run_seed,
+            progress=progress,
+            agnostic=agnostic,
+        )
 
     runs: dict[str, DistillRun] = {}
     rows: list[dict[str, object]] = []
     for experiment, config in tqdm(sweep_configs(params), desc="recipes", disable=not progress):
         with timings(f"distill:{config.name}"):
-            recipe_run = run_distillation(
-                config,
-                teacher,
-                tokenizer,
-                targets,
-                train=data.train,
-                dev=data.dev,
-                test=data.test,
-                target_rows=data.train_index,
-                stage1=configs["stage1"],
-                stage2=configs["stage2"],
-                max_length=length,
-                seed=seed,
-            )
+            recipe_run = distil(config, seed)
         runs[config.name] = recipe_run
         rows += metric_rows(experiment, recipe_run, seed, length)
         if config.name != "hybrid":  # keep memory low: one student per recipe is enough to time its size
             recipe_run.students = {lang: s for lang, s in recipe_run.students.items() if lang == data.languages[0]}
-    student_rows = pd.DataFrame(rows)
+    student_rows = pd.DataFrame(rows)  # the sweep, at `seed`: what the summary and the tables read
+    repeats = seed_repeats(params)
+    for experiment, config, run_seed in tqdm(repeats, desc="seed repeats", disable=not progress or not repeats):
+        with timings(f"distill:{config.name}:seed={run_seed}"):
+            rows += metric_rows(experiment, distil(config, run_seed), run_seed, length)
     summary = recipe_summary(student_rows, teacher_scores)
 
     size_students: dict[str, object] = {}
@@ -625,9 +739,12 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
     summary["speedup"] = summary["student"].map(lambda s: measured[s]["speedup"])
     summary["latency_speedup"] = summary["student"].map(lambda s: measured[s]["latency_speedup"])
     best, verdict = best_recipe(summary)
-    dry = bool(params.get("dry_run"))
-    if dry:  # random weights and one step per training: no recipe meets or misses the targets
-        verdict = "Dry run: no verdict on the speed-up and retention targets (random weights, one step per training)."
+    dry = not figures_meaningful(params["profile"], params)
+    if dry:  # smoke, dry run or a tiny random model: no recipe meets or misses the targets
+        verdict = (
+            "Figures not meaningful (smoke profile, dry run or a tiny random model): no verdict on the speed-up and "
+            "retention targets."
+        )
     hybrid = summary[summary.config == "hybrid"].iloc[0]
     headline_student = runs["hybrid"].config.student.label
 
@@ -657,6 +774,7 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
         source = "Teacher fine-tuned in this run."
     run_notes = notes(params) + [
         source,
+        *([fallback] if fallback else []),
         f"Speed measured with {torch.get_num_threads()} torch thread(s) on this machine.",
         verdict,
     ]
@@ -689,7 +807,41 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
         tokenizer=tokenizer,
         students=dict(runs["hybrid"].students),
         size_students=size_students,
+        trained_models=_models_to_save(params, data, tokenizer, teacher, runs["hybrid"].students, size_students),
     )
+
+
+def _models_to_save(
+    params: Mapping[str, object], data: CometData, tokenizer, teacher, students: Mapping, sizes: Mapping
+) -> dict:
+    """With `save_models`: the teacher, the default recipe's student per language (`student-<lang>`) and one student
+    per size (`size-<label>`), bare Hugging Face classifiers with the tokenizer, each with the first test tweets of
+    its language (the first language for the teacher and the sizes) as test inputs."""
+    if not params["save_models"]:
+        return {}
+    first = data.languages[0]
+
+    def inputs(language: str) -> dict[str, torch.Tensor]:
+        texts, length = data.test[language]["text"].tolist()[:32], int(params["max_length"])
+        return dict(tokenizer(texts, truncation=True, max_length=length, padding=True, return_tensors="pt"))
+
+    def bare(model):
+        return model.student if isinstance(model, StudentWithProjection) else model
+
+    out = {
+        "teacher": TrainedModel(
+            teacher, inputs(first), {"model": "teacher"}, f"The fine-tuned teacher ({params['teacher']}).", tokenizer
+        )
+    }
+    for language, student in students.items():
+        text = f"The default (hybrid) recipe's student distilled for {language} (seed {params['seed']})."
+        rows = {"model": "student", "config": "hybrid", "language": language, "seed": int(params["seed"])}
+        out[f"student-{language}"] = TrainedModel(bare(student), inputs(language), rows, text, tokenizer)
+    for label, student in sizes.items():
+        text = f"A student of size {label} (its recipe's {first} student), the one timed against the teacher."
+        rows = {"kind": "efficiency", "model": label}
+        out[f"size-{label}"] = TrainedModel(bare(student), inputs(first), rows, text, tokenizer)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -697,8 +849,46 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _agnostic_text(params: Mapping[str, object]) -> str:
+    teacher = str(params["teacher"])
+    head = mlm_head_in_checkpoint(teacher)
+    if head is False:
+        return (
+            f"the checkpoint of {teacher!r} has no masked-LM head weights (the head would be newly initialised), so it "
+            "matches the pretrained teacher's final hidden states (through a learned linear map) and attention on "
+            "the unlabelled tweets (labels unused): no MLM logits"
+        )
+    text = (
+        f"KD on the pretrained teacher's masked-LM logits at {float(params['mask_probability']):.0%} masked tokens "
+        "of the unlabelled tweets (labels unused), plus attention matching on the masked text"
+    )
+    if head is None:
+        text += "; should the checkpoint lack MLM head weights, the run falls back to hidden-state matching and says so"
+    return text
+
+
+def stage1_note(params: Mapping[str, object]) -> str:
+    """The stage-1 sentence of the notes: which kind the default recipe uses, what it matches (an MLM head missing
+    from the teacher's checkpoint is told: `mlm_head_in_checkpoint`), and the stage1 sweep's other kind."""
+    swept = "stage1" in params["sweeps"]
+    specific = (
+        "KD on the fine-tuned teacher's sentiment logits on the unlabelled tweets (labels unused), plus attention "
+        "matching"
+    )
+    if params["stage1"] == "task-specific":
+        text = f"Stage 1 is task-specific (not the paper's kind): {specific}."
+        if swept:
+            text += f" The stage1 sweep arm is task-agnostic (the paper's kind): {_agnostic_text(params)}."
+    else:
+        text = f"Stage 1 is task-agnostic (the paper's kind): {_agnostic_text(params)}."
+        if swept:
+            text += f" The stage1 sweep arm is task-specific: {specific}."
+    return text
+
+
 def notes(params: Mapping[str, object]) -> list[str]:
-    """What this run is and how it differs from the paper, derived from the parameters it used."""
+    """What this run is and how it differs from the paper, derived from the parameters it used (profile, teacher,
+    student sizes, recipe, stage-1 kind, stage-2 mode, projection, row counts, sequence length, seeds, timing)."""
     p = params
     out = []
     teacher = str(p["teacher"])
@@ -713,6 +903,7 @@ def notes(params: Mapping[str, object]) -> list[str]:
             f"DRY RUN: {model}, the rows are capped and every training (teacher, stage 1, stage 2) takes one "
             "optimisation step: this checks the paper path's code, shapes and memory; the numbers mean nothing."
         )
+    out.append(f"Profile {p.get('profile', '?')}; seed {p['seed']}.")
     if teacher == "tiny":
         out.append("Tiny randomly initialised teacher on a few rows: the numbers and figures of this run mean nothing.")
     if teacher == PROFILES.defaults("paper")["teacher"]:
@@ -778,11 +969,24 @@ def notes(params: Mapping[str, object]) -> list[str]:
     out.append(
         f"Attention term: the {p['attention_layer']} layer's head-mean map through the {p['projection']} projection."
     )
-    out.append("Stage 1 KD uses the multilingual teacher's sentiment logits on unlabelled tweets (labels unused).")
+    out.append(stage1_note(p))
     if p["stage2"] == "ce":
-        out.append("Stage 2 trains on weighted cross-entropy alone (no distillation term).")
+        out.append(
+            "Stage 2 trains on weighted cross-entropy alone, as the paper describes (the distillation term in stage 2 "
+            "is stage2='ce+kd'" + (", run as the stage2 sweep arm)." if "stage2" in p["sweeps"] else ").")
+        )
     else:
-        out.append("Stage 2 trains on weighted cross-entropy plus the distillation loss.")
+        out.append(
+            "Stage 2 trains on weighted cross-entropy plus the task-specific distillation loss (stage2='ce+kd'; the "
+            "paper's stage 2 is cross-entropy alone" + (", the stage2 sweep arm)." if "stage2" in p["sweeps"] else ").")
+        )
+    if "label_only" in p["sweeps"]:
+        seeds = sorted({int(p["seed"]), *map(int, p["student_seeds"])})
+        out.append(
+            f"Label-only student (config label_only): the default student ({spec.label}, initialisation "
+            f"{p['student_init']}) without stage 1, stage 2 on weighted cross-entropy alone; it and the default "
+            f"recipe run at seeds {seeds} (every other recipe at seed {p['seed']})."
+        )
     missing = [s for s in SWEEPS if s not in p["sweeps"]]
     if missing:
         out.append(f"Sweeps not run: {', '.join(missing)}.")
@@ -895,9 +1099,33 @@ def tables(result: CometResult) -> dict[str, pd.DataFrame]:
             "retention",
         ]
     ]
-    out["loss_terms"] = students[students.config == "hybrid"].filter(regex="^stage[12]_(kd|attention|ce)$").iloc[:1].T
+    out["stages"] = pd.concat([base, summary[summary.experiment.isin(["stage1", "stage2"])]])[
+        ["config", "stage1", "stage1_signal", "stage2", "student_macro_f1", "student_weighted_f1", "retention"]
+    ]
+    seeds, effect = label_only_comparison(result.metrics)
+    if len(seeds):
+        out["label_only"], out["label_only_effect"] = seeds, effect
+    terms = "^stage[12]_(kd|mlm_kd|hidden|attention|ce)$"
+    out["loss_terms"] = students[students.config == "hybrid"].filter(regex=terms).iloc[:1].T
     out["paper"] = paper_comparison(result)
     return out
+
+
+def label_only_comparison(metrics: pd.DataFrame, metric: str = "macro_f1") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The default recipe against the label-only student: per seed, the mean over languages of `metric`; then
+    (mean ± std over seeds per arm, and hybrid minus label-only in points with the seed spread, the paired per-seed
+    differences and the verdict). Empty frames when the rows hold no label-only student."""
+    if "config" not in metrics or "language" not in metrics:
+        return pd.DataFrame(), pd.DataFrame()
+    rows = metrics[(metrics["model"] == "student") & metrics["language"].notna()]
+    rows = rows[rows["config"].isin(["hybrid", "label_only"])]
+    if "label_only" not in set(rows["config"]):
+        return pd.DataFrame(), pd.DataFrame()
+    per_seed = rows.groupby(["config", "seed"], sort=False)[metric].mean().reset_index()
+    return (
+        mean_std_text(per_seed, ["config"], [metric]),
+        compare_arms(per_seed, "config", "hybrid", "label_only", metric),
+    )
 
 
 def sweep_rows(result: CometResult, experiment: str) -> pd.DataFrame:

@@ -27,6 +27,8 @@ from workbench.data.sampling import split_indices, stratified_sample
 from workbench.encoders import encoder_name_problem
 from workbench.methods.mage import (
     CLASSIFIERS,
+    HEAD_AGGREGATIONS,
+    WEIGHTINGS,
     EmbeddingAugmenter,
     MageClassifier,
     evaluation_views,
@@ -41,6 +43,7 @@ from workbench.profiles import Param, ParameterError, Profiles
 from workbench.registry import build, names
 from workbench.results import StudyResult, Timings, describe_data
 from workbench.runtime import set_seed, torch_threads
+from workbench.saving import TrainedModel, model_name
 from workbench.studies.tables import compare_arms, mean_std_text, summarise
 from workbench.training import TrainConfig, classification_metrics
 
@@ -87,7 +90,21 @@ PROFILES = Profiles(
             list(CONFIGS), "ablation configurations (which augmenters feed a run)", choices=tuple(CONFIGS)
         ),
         "classifiers": Param(list(CLASSIFIERS), "classifiers on the (weighted) embedding", choices=CLASSIFIERS),
+        "weightings": Param(
+            list(WEIGHTINGS),
+            "how the ablation combines a tweet's embeddings: none (LiDA labelled copies), learned (attention), "
+            "uniform (the same view sets, weights 1/K)",
+            choices=WEIGHTINGS,
+        ),
+        "attention_copies": Param(
+            False, "learned / uniform arms train on 1 + A view sets per tweet (as many rows as the LiDA arm)"
+        ),
         "heads": Param(4, "attention heads of the ablation runs with attention", minimum=1),
+        "head_aggregation": Param(
+            "mean",
+            "head outputs: mean, sum, or concat (the paper: concatenated, then summed)",
+            choices=HEAD_AGGREGATIONS,
+        ),
         "head_sweep": Param([2, 4, 8], "numbers of heads swept on head_sweep_config"),
         "head_sweep_config": Param("mage", "configuration of the heads sweep", choices=AUGMENTED_CONFIGS),
         "noise_range": Param([-0.1, 0.1], "[low, high] of the linear augmentation (standardised units)"),
@@ -118,6 +135,7 @@ PROFILES = Profiles(
         "projection_points": Param(150, "training examples in the embedding-space projections", minimum=2),
         "projections": Param(["pca", "tsne"], "projections of the embedding-space figure", choices=("pca", "tsne")),
         "torch_threads": Param(1, "torch threads for training (small models: 1 is fastest); 0: leave as is", minimum=0),
+        "save_models": Param(True, "save the first seed's attention-weighted head_sweep_config models under models/"),
     },
     smoke=dict(
         languages=["kin"],
@@ -135,10 +153,12 @@ PROFILES = Profiles(
         lr=1e-3,
         projection_points=12,
         projections=["pca"],
+        save_models=False,
     ),
     quick={},
     paper=dict(
         encoder=PAPER_ENCODER,
+        head_aggregation="concat",
         seeds=[0, 1, 2, 3, 4],
         noise_sweep_classifiers=list(CLASSIFIERS),
         augmenter_epochs=100,
@@ -296,17 +316,26 @@ def _range(value: Sequence[float]) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One classifier run: which augmenters, which classifier, with or without attention (heads), which noise."""
+    """One classifier run: which augmenters, which classifier, how the views are weighted (`none`: LiDA copies,
+    `learned`: attention with `heads` heads, `uniform`: the mean of the same view sets), which noise."""
 
     study: str
     config: str
     classifier: str
     heads: int = 0
     noise_range: tuple[float, float] | None = None
+    weighting: str = ""  # default: learned with heads, else none
+
+    def __post_init__(self) -> None:
+        if not self.weighting:
+            object.__setattr__(self, "weighting", "learned" if self.heads else "none")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}")
 
     @property
     def attention(self) -> bool:
-        return self.heads > 0
+        """Whether each row is the set of a tweet's K views (learned or uniform weights), not one view."""
+        return self.weighting != "none"
 
     @property
     def augmenters(self) -> tuple[str, ...]:
@@ -314,15 +343,17 @@ class Experiment:
 
 
 def plan_experiments(params: Mapping[str, object]) -> list[Experiment]:
-    """Ablation (every config × classifier, with and without attention), heads sweep, linear-noise sweep."""
+    """Ablation (the no-augmentation baseline, and every augmented config × classifier × weighting in
+    `weightings`), heads sweep, linear-noise sweep."""
     heads = int(params["heads"])
     noise = _range(params["noise_range"])
+    weightings = [w for w in WEIGHTINGS if w in params["weightings"]]
     plan = []
     for config in params["configs"]:
         for classifier in params["classifiers"]:
-            plan.append(Experiment("ablation", config, classifier, 0, noise))
-            if CONFIGS[config]:
-                plan.append(Experiment("ablation", config, classifier, heads, noise))
+            for weighting in weightings if CONFIGS[config] else ["none"]:
+                arm_heads = heads if weighting == "learned" else 0
+                plan.append(Experiment("ablation", config, classifier, arm_heads, noise, weighting))
     for h in params["head_sweep"]:
         if int(h) != heads:
             plan += [Experiment("heads", params["head_sweep_config"], c, int(h), noise) for c in params["classifiers"]]
@@ -382,9 +413,16 @@ def train_and_score(
     params: Mapping[str, object],
     seed: int,
 ) -> tuple[dict[str, object], MageClassifier, np.ndarray]:
-    """Build the training set of one experiment, train, and score on test; returns (row, model, test views)."""
+    """Build the training set of one experiment, train, and score on test; returns (row, model, test views).
+
+    The row's `attention` column names the weighting arm (`none`, `learned`, `uniform`); `train_copies` is the
+    number of training rows per tweet (1 + augmenters for LiDA copies, and for the set arms with
+    `attention_copies`)."""
     attention = experiment.attention
-    train = training_views(data["train"], data["train_labels"], augmenters, attention=attention, seed=seed)
+    copies = 1 + len(augmenters) if attention and params.get("attention_copies") else 1
+    train = training_views(
+        data["train"], data["train_labels"], augmenters, attention=attention, seed=seed, copies=copies
+    )
     dev_views = evaluation_views(data["dev"], augmenters, attention=attention)
     test_views = evaluation_views(data["test"], augmenters, attention=attention)
     set_seed(seed)
@@ -396,6 +434,8 @@ def train_and_score(
         attention_dim=int(params["attention_dim"]),
         lstm_hidden=int(params["lstm_hidden"]),
         dropout=float(params["dropout"]),
+        weighting=experiment.weighting,
+        head_aggregation=str(params["head_aggregation"]),
     )
     start = time.perf_counter()
     config = train_config(params, seed, stage="classifier")
@@ -406,12 +446,14 @@ def train_and_score(
         "study": experiment.study,
         "config": experiment.config,
         "classifier": experiment.classifier,
-        "attention": attention,
+        "attention": experiment.weighting,
         "heads": experiment.heads,
+        "head_aggregation": str(params["head_aggregation"]) if experiment.weighting == "learned" else None,
         "noise_low": experiment.noise_range[0] if linear else None,
         "noise_high": experiment.noise_range[1] if linear else None,
         **classification_metrics(data["test_labels"], logits.argmax(-1), labels=[0, 1, 2]),
         "train_rows": len(train[0]),
+        "train_copies": len(train[0]) // max(len(data["train"]), 1),
         "views": train[0].shape[1] if attention else 1,
         "best_epoch": history.best_epoch,
         "fit_seconds": time.perf_counter() - start,
@@ -442,12 +484,14 @@ def _tfidf_row(splits: EmbeddedSplits) -> dict[str, object]:
         "study": "baseline",
         "config": "tfidf",
         "classifier": "tfidf_logreg",
-        "attention": False,
+        "attention": "none",
         "heads": 0,
+        "head_aggregation": None,
         "noise_low": None,
         "noise_high": None,
         **metrics,
         "train_rows": len(splits.train_texts),
+        "train_copies": 1,
         "views": 1,
         "best_epoch": -1,
         "fit_seconds": time.perf_counter() - start,
@@ -463,6 +507,7 @@ class LanguageRun:
     projection_labels: np.ndarray
     attention: dict[str, np.ndarray]  # classifier -> (n_test, H, K) weights of the head-sweep config
     attention_views: list[str]
+    models: dict[str, TrainedModel] = field(default_factory=dict)  # the models saved with the run (`save_models`)
 
 
 def run_language(splits: EmbeddedSplits, params: Mapping[str, object], progress: bool = True) -> LanguageRun:
@@ -484,6 +529,7 @@ def _run_language(
     rows: list[dict[str, object]] = []
     projection: dict[str, np.ndarray] = {}
     attention: dict[str, np.ndarray] = {}
+    models: dict[str, TrainedModel] = {}
     head_config_views = ["original", *CONFIGS[str(params["head_sweep_config"])]]
     projection_labels = np.zeros(0, np.int64)
     bar = tqdm(total=len(seeds) * (len(plan) + 1), desc=f"MAGE {splits.language}", disable=not progress)
@@ -513,10 +559,13 @@ def _run_language(
             if (
                 seed == seeds[0]
                 and experiment.study == "ablation"
-                and experiment.attention
+                and experiment.weighting == "learned"
                 and experiment.config == params["head_sweep_config"]
             ):
                 attention[experiment.classifier] = model.attention_weights(torch.from_numpy(test_views)).numpy()
+                if params["save_models"]:
+                    name = model_name(experiment.config, "attention", splits.language, experiment.classifier)
+                    models[name] = _model_to_save(model, test_views, experiment, {**base, **row}, params)
             bar.update()
         if params["tfidf_baseline"] and splits.train_texts and seed == seeds[0]:
             rows.append({**base, **_tfidf_row(splits)})  # deterministic: one run stands for every seed
@@ -529,7 +578,23 @@ def _run_language(
                 projection[name] = augmenters[name].sample(originals, seed=10_000 + i)
             projection_labels = data["train_labels"][subset]
     bar.close()
-    return LanguageRun(rows, projection, projection_labels, attention, head_config_views)
+    return LanguageRun(rows, projection, projection_labels, attention, head_config_views, models)
+
+
+def _model_to_save(
+    model: MageClassifier, test_views: np.ndarray, experiment: Experiment, row: dict, params: Mapping[str, object]
+) -> TrainedModel:
+    """A trained MAGE classifier with its first test views as inputs, and the metric row it produced."""
+    keys = ("language", "seed", "study", "config", "classifier", "attention", "heads")
+    views = ", ".join(["original", *experiment.augmenters])
+    description = (
+        f"MAGE classifier ({experiment.classifier}) with {experiment.heads}-head attention over the views [{views}] "
+        f"of a tweet's sentence embedding ({params['encoder']}, {params['pooling']} pooling, cleaned text), trained "
+        f"on AfriSenti {row['language']} (seed {row['seed']}, the run's first). Inputs: views (n, K, d): the "
+        "embedding standardised with the training mean and std, then each augmenter's deterministic transform. "
+        "The scaler and the augmenters are not saved: they are refitted from the run's parameters."
+    )
+    return TrainedModel(model, (torch.from_numpy(test_views),), {k: row[k] for k in keys}, description)
 
 
 def _projection_rows(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -575,13 +640,29 @@ def run(params: Mapping[str, object], data: MageData | None = None, progress: bo
         headline=headline(rows, dry_run=bool(params.get("dry_run"))),
         runs=runs,
         label_names=label_names,
+        trained_models={name: model for r in runs.values() for name, model in r.models.items()},
     )
 
 
+def _aggregation_text(aggregation: str, heads: int) -> str:
+    if aggregation == "concat":
+        return f"head outputs concatenated (the paper's 'concatenated, then summed': {heads} x d features)"
+    if aggregation == "sum":
+        return "head outputs summed (unscaled)"
+    return f"head outputs summed and scaled 1/{heads}"
+
+
 def notes(params: Mapping[str, object]) -> list[str]:
-    """What this run is and how it differs from the paper, derived from the parameters it used."""
+    """What this run is and how it differs from the paper, derived from the parameters it used (profile, encoder,
+    pooling, cleaning, augmenter and classifier sizes, weighting arms, head aggregation, sweeps, projections, seeds,
+    row caps)."""
     heads, seeds = int(params["heads"]), list(params["seeds"])
     switches = [name for name, on in cleaning_config(params).as_dict().items() if on]
+    configs = list(params["configs"])
+    augmented = [c for c in configs if CONFIGS[c]]
+    used = sorted({a for c in configs for a in CONFIGS[c]}, key=list(CONFIGS["all"]).index)
+    weightings = [w for w in WEIGHTINGS if w in params["weightings"]]
+    aggregation = str(params["head_aggregation"])
     out = []
     if params.get("dry_run"):
         out.append(
@@ -590,20 +671,76 @@ def notes(params: Mapping[str, object]) -> list[str]:
             "takes one optimisation step: this checks the paper path's code, shapes and memory; the numbers mean "
             "nothing."
         )
-    out += [
+    out.append(
+        f"Profile {params.get('profile', '?')}: languages {', '.join(params['languages'])}; configurations "
+        f"{', '.join(configs)}; classifiers {', '.join(params['classifiers'])}."
+    )
+    out.append(
         f"Sentence embeddings: {params['pooling']} pooling of the frozen encoder {params['encoder']!r} (at most "
         f"{params['max_length']} tokens), standardised with training statistics; tweet cleaning: "
         f"{', '.join(switches) or 'off'}. Training tweets whose cleaned text is in dev or test are dropped (counts "
         "in data)."
-    ]
-    if any(CONFIGS[c] for c in params["configs"]):
-        out.append(
-            "Augmentation without attention = originals + one labelled copy per augmenter (LiDA); with attention = "
-            f"each tweet is the set {{original, augmentations}} weighted by {heads} head(s) with learned context "
-            f"vectors, head outputs summed (scaled 1/{heads}); test-time views are the fitted augmenters' "
-            "deterministic maps (no noise, VAE mean). Augmenters and the standardiser are fitted on training "
-            "embeddings only (fingerprint checked)."
+    )
+    if used:
+        low, high = _range(params["noise_range"])
+        sizes = {
+            "linear": f"linear noise U[{low:g}, {high:g}] per dimension",
+            "ae": f"autoencoder d->{params['ae_bottleneck']}->d",
+            "dae": f"denoising autoencoder d->{params['ae_bottleneck']}->d (corruption std {params['dae_noise_std']:g})",
+            "vae": f"VAE d->{params['vae_latent']}->d (beta {params['vae_beta']:g})",
+        }
+        trained = [a for a in used if a != "linear"]
+        text = "Augmenters: " + "; ".join(sizes[a] for a in used)
+        if trained:
+            text += (
+                f"; the autoencoders train {params['augmenter_epochs']} epoch(s), batch "
+                f"{params['augmenter_batch_size']}, lr {params['augmenter_lr']:g}"
+            )
+        out.append(text + ". They and the standardiser are fitted on training embeddings only (fingerprint checked).")
+    if augmented:
+        arms = []
+        if "none" in weightings:
+            arms.append("none = originals + one labelled copy per augmenter, one view per row (LiDA)")
+        if "learned" in weightings:
+            arms.append(
+                f"learned = each tweet is the set {{original, augmentations}} weighted by {heads} head(s) with "
+                f"learned context vectors (scoring size {params['attention_dim']}), {_aggregation_text(aggregation, heads)}"
+            )
+        if "uniform" in weightings:
+            arms.append("uniform = the same view sets with every view weighted 1/K (what learned weights add over it)")
+        copies = (
+            "the set arms train on 1 + A random view sets per tweet, as many rows as the LiDA arm (attention_copies)"
+            if params["attention_copies"]
+            else "the set arms train on one view set per tweet (n rows of K views), the LiDA arm on n x (1 + A) rows"
         )
+        out.append(
+            "Weighting arms (row column `attention`): "
+            + "; ".join(arms)
+            + f"; {copies}. Test-time views are the fitted augmenters' deterministic maps (no noise, VAE mean)."
+        )
+    lstm = (
+        f" (LSTM hidden {params['lstm_hidden']}, dropout {params['dropout']:g})"
+        if "lstm" in params["classifiers"]
+        else ""
+    )
+    out.append(
+        f"Classifiers{lstm}: at most {params['epochs']} epoch(s), batch {params['batch_size']}, lr {params['lr']:g}, "
+        f"weight decay {params['weight_decay']:g}, class-weighted cross-entropy, early stopping on dev "
+        f"{params['monitor']} (patience {params['patience']})."
+    )
+    sweeps = []
+    other_heads = [int(h) for h in params["head_sweep"] if int(h) != heads]
+    if other_heads:
+        sweeps.append(f"heads {sorted({heads, *other_heads})} on {params['head_sweep_config']}")
+    other_noise = [_range(r) for r in params["noise_sweep"] if _range(r) != _range(params["noise_range"])]
+    if other_noise:
+        ranges = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in other_noise)
+        sweeps.append(f"linear noise ranges {ranges} ({', '.join(params['noise_sweep_classifiers'])})")
+    out.append("Sweeps: " + ("; ".join(sweeps) if sweeps else "none") + ".")
+    out.append(
+        f"Embedding-space figure: {', '.join(p.upper() for p in params['projections'])} of at most "
+        f"{params['projection_points']} training tweets and their augmentations (first seed)."
+    )
     out.append(
         f"{len(seeds)} seed(s) {seeds} change classifier/augmenter initialisation and augmentation draws; the splits "
         "are the official ones."
@@ -625,6 +762,8 @@ def notes(params: Mapping[str, object]) -> list[str]:
             f"encoder {params['encoder']!r} instead of {PAPER_ENCODER!r} (AfriBERTa-large, 768-d): absolute numbers "
             "differ, the size of the gains is what compares"
         )
+    if aggregation != paper["head_aggregation"] and "learned" in weightings:
+        differences.append(f"{_aggregation_text(aggregation, heads)} (paper profile: {paper['head_aggregation']})")
     differences += [
         f"{name} {params[name]!r} (paper profile: {paper[name]!r})"
         for name in (
@@ -649,14 +788,34 @@ def notes(params: Mapping[str, object]) -> list[str]:
 # Summaries and tables
 
 
+def with_weighting(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with the `attention` column naming the weighting arm (`none`, `learned`, `uniform`): results written
+    before the uniform arm existed hold booleans there (True: learned, False: none)."""
+    if "attention" not in rows or rows.empty:
+        return rows
+
+    def arm(value: object) -> object:
+        return ("learned" if value else "none") if isinstance(value, (bool, np.bool_)) else value
+
+    return rows.assign(attention=rows["attention"].map(arm).astype(object))
+
+
 def _ablation(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = with_weighting(rows)
     return rows[rows["study"] == "ablation"]
 
 
+def setting_name(config: str, weighting: str, heads: int) -> str:
+    """`config` (no weighting), `config+attention(H)` (learned) or `config+uniform`."""
+    if weighting == "learned":
+        return f"{config}+attention({int(heads)})"
+    return f"{config}+uniform" if weighting == "uniform" else config
+
+
 def _setting(frame: pd.DataFrame) -> pd.Series:
-    """`config` for runs without attention, `config+attention(H)` for runs with it."""
+    """Each row's `setting_name`."""
     return pd.Series(
-        [f"{c}+attention({h})" if a else c for c, a, h in zip(frame["config"], frame["attention"], frame["heads"])],
+        [setting_name(c, a, h) for c, a, h in zip(frame["config"], frame["attention"], frame["heads"])],
         index=frame.index,
         dtype=object,
     )
@@ -665,7 +824,7 @@ def _setting(frame: pd.DataFrame) -> pd.Series:
 def summary(rows: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """Mean and std over seeds for every (language, study, config, classifier, attention, heads, noise) group."""
     keys = ["language", "study", "config", "classifier", "attention", "heads", "noise_low", "noise_high"]
-    return summarise(rows, keys, metrics)
+    return summarise(with_weighting(rows), keys, metrics)
 
 
 def gains_over_baseline(rows: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
@@ -687,7 +846,7 @@ def gains_over_baseline(rows: pd.DataFrame, metric: str = "accuracy") -> pd.Data
                     "effect": "gain_points",
                     "spread": "spread_points",
                 }
-            ).assign(config=first["config"], attention=bool(first["attention"]), heads=int(first["heads"]))
+            ).assign(config=first["config"], attention=first["attention"], heads=int(first["heads"]))
         )
     columns = [
         "language",
@@ -716,18 +875,22 @@ def gains_over_baseline(rows: pd.DataFrame, metric: str = "accuracy") -> pd.Data
     return ordered.reindex(columns=columns).reset_index(drop=True)
 
 
-def attention_effect(rows: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """For every augmented configuration: with attention minus without, in points of `metric`, and whether that
-    difference exceeds the seed spread."""
+def attention_effect(rows: pd.DataFrame, metric: str = "accuracy", versus: str = "none") -> pd.DataFrame:
+    """For every augmented configuration: learned attention minus the `versus` arm (`none`: LiDA copies without
+    attention, the paper's comparison; `uniform`: the same view sets averaged, which isolates what the learned
+    weights add), in points of `metric`, and whether that difference exceeds the seed spread."""
+    if versus not in ("none", "uniform"):
+        raise ValueError(f"versus must be 'none' or 'uniform', not {versus!r}")
+    other = "without_attention" if versus == "none" else "uniform_weights"
     ablation = _ablation(rows)
     ablation = ablation[ablation["config"] != "none"]
-    table = compare_arms(ablation, "attention", True, False, metric, by=["language", "classifier", "config"])
+    table = compare_arms(ablation, "attention", "learned", versus, metric, by=["language", "classifier", "config"])
     columns = [
         "language",
         "classifier",
         "config",
         "with_attention",
-        "without_attention",
+        other,
         "effect_points",
         "spread_points",
         "paired_gains",
@@ -737,8 +900,8 @@ def attention_effect(rows: pd.DataFrame, metric: str = "accuracy") -> pd.DataFra
         return pd.DataFrame(columns=columns)
     renamed = table.rename(
         columns={
-            "True": "with_attention",
-            "False": "without_attention",
+            "learned": "with_attention",
+            versus: other,
             "effect": "effect_points",
             "spread": "spread_points",
         }
@@ -748,16 +911,20 @@ def attention_effect(rows: pd.DataFrame, metric: str = "accuracy") -> pd.DataFra
 
 def heads_rows(rows: pd.DataFrame, params: Mapping[str, object]) -> pd.DataFrame:
     """Runs with attention on the heads-sweep configuration (ablation and sweep): accuracy by number of heads."""
+    rows = with_weighting(rows)
     return rows[
-        rows["attention"] & (rows["config"] == params["head_sweep_config"]) & rows["study"].isin(["ablation", "heads"])
+        (rows["attention"] == "learned")
+        & (rows["config"] == params["head_sweep_config"])
+        & rows["study"].isin(["ablation", "heads"])
     ]
 
 
 def noise_rows(rows: pd.DataFrame, params: Mapping[str, object]) -> pd.DataFrame:
     """Linear augmentation without attention at every noise range, beside the no-augmentation baseline (`noise`
     column: the range as text, or `none`)."""
+    rows = with_weighting(rows)
     classifiers = rows["classifier"].isin(params["noise_sweep_classifiers"])
-    linear = rows[(rows["config"] == "linear") & ~rows["attention"].astype(bool) & classifiers]
+    linear = rows[(rows["config"] == "linear") & (rows["attention"] == "none") & classifiers]
     linear = linear.assign(noise=[f"[{lo:g}, {hi:g}]" for lo, hi in zip(linear["noise_low"], linear["noise_high"])])
     baseline = rows[(rows["config"] == "none") & classifiers].assign(noise="none")
     return pd.concat([baseline, linear])
@@ -805,8 +972,8 @@ def headline(rows: pd.DataFrame, dry_run: bool = False) -> dict[str, object]:
         best = gains.sort_values("gain_points", ascending=False).iloc[0]
         out.update(
             best_gain_points=float(best["gain_points"]),
-            best_gain_setting=f"{best['language']}/{best['classifier']}/{best['config']}"
-            + (f"+attention({best['heads']})" if best["attention"] else ""),
+            best_gain_setting=f"{best['language']}/{best['classifier']}/"
+            + setting_name(best["config"], best["attention"], best["heads"]),
             best_gain_beyond_spread=bool(best["verdict"] == "better"),
             gains_beyond_spread=int((gains["verdict"] == "better").sum()),
             settings_compared=len(gains),
@@ -818,8 +985,9 @@ def headline(rows: pd.DataFrame, dry_run: bool = False) -> dict[str, object]:
 
 
 def tables(result: MageResult) -> dict[str, pd.DataFrame]:
-    """The notebook's tables: data, ablation, gains, attention effect, heads, noise sweep, paper comparison."""
-    rows, params = result.metrics, result.params
+    """The notebook's tables: data, ablation, gains, attention effect (against no attention and against uniform
+    weights), heads, noise sweep, paper comparison."""
+    rows, params = with_weighting(result.metrics), result.params
     data = pd.DataFrame(result.data)
     ablation = rows[rows["study"].isin(["ablation", "baseline"])]
     return {
@@ -831,6 +999,7 @@ def tables(result: MageResult) -> dict[str, pd.DataFrame]:
         ),
         "gains": gains_over_baseline(rows).round(3),
         "attention_effect": attention_effect(rows).round(3),
+        "attention_vs_uniform": attention_effect(rows, versus="uniform").round(3),
         "heads": mean_std_text(
             heads_rows(rows, params), ["language", "classifier", "heads"], ["accuracy", "weighted_f1"]
         ),

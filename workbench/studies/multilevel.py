@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from workbench.data import load_imdb, remove_overlap
 from workbench.data.sampling import split_indices, stratified_sample
@@ -31,6 +32,7 @@ from workbench.methods.textmodels import (
 from workbench.paper_models import PAPER_ARCHITECTURES
 from workbench.profiles import Param, Profiles
 from workbench.results import StudyResult, Timings, describe_data
+from workbench.saving import TrainedModel, model_name
 from workbench.studies.tables import compare_arms, mean_std_text, summarise
 from workbench.training import TrainConfig
 
@@ -77,6 +79,7 @@ PROFILES = Profiles(
         ),
         "fine_tune_bert": Param(False, "fine-tune the BERT encoder end to end (else: frozen embeddings + a probe)"),
         "projection_size": Param(2000, "test reviews in the 2-D projection of the pooled representations", minimum=2),
+        "save_models": Param(True, "save the first seed's model of every row (BERT: when fine-tuned) under models/"),
     },
     smoke=dict(
         train_size=48,
@@ -95,6 +98,7 @@ PROFILES = Profiles(
         bert_max_length=32,
         bert_train_size=48,
         projection_size=300,
+        save_models=False,
     ),
     # quick = base: sized for 30 minutes on 2 CPU cores. Per review at 128 tokens, one thread: training 0.8 (TextCNN)
     # to 7 ms (multi-level), test 0.3-1.2 ms; MiniLM encodes ~49 reviews/s (28k reviews: ~10 min). On 3,000 reviews
@@ -268,7 +272,9 @@ def _require_hub_encoder(params: dict[str, object]) -> None:
             ) from None
 
 
-def _bert_rows(params: dict[str, object], data: MultiLevelData, timings: Timings) -> list[dict[str, object]]:
+def _bert_rows(
+    params: dict[str, object], data: MultiLevelData, timings: Timings, progress: bool = False, keep: dict | None = None
+) -> list[dict[str, object]]:
     """The BERT baseline: fine-tuned (one row per seed) or a frozen encoder with a logistic regression (one row)."""
     train = stratified_sample(data.train, params["bert_train_size"], DATA_SEED)
     test = stratified_sample(data.test, params["bert_test_size"], DATA_SEED)
@@ -279,7 +285,8 @@ def _bert_rows(params: dict[str, object], data: MultiLevelData, timings: Timings
         with timings("BERT fine-tuning"):
             rows = fine_tuned_encoder_baseline(
                 params["bert_encoder"], texts["train"], labels["train"], texts["dev"], labels["dev"], texts["test"],
-                labels["test"], params["seeds"], params["bert_max_length"], params["batch_size"],
+                labels["test"], params["seeds"], params["bert_max_length"], params["batch_size"], progress=progress,
+                keep=keep,
             )  # fmt: skip
         for row in rows:
             row.update(bert_train_size=len(train), bert_max_length=params["bert_max_length"], test_size=len(test))
@@ -342,6 +349,7 @@ def run(params: dict[str, object], data: MultiLevelData | None = None, progress:
     weight = params["contrastive_weight"]
     model_kwargs = {k: params[k] for k in MODEL_KNOBS}
     rows, curves, kept = [], [], {}
+    bar = tqdm(total=len(EXPERIMENTS) * len(params["seeds"]), desc="models x seeds", disable=not progress)
     for name, architecture, contrastive, step in EXPERIMENTS:
         for seed in params["seeds"]:
             with timings(f"train+test {name}"):
@@ -357,10 +365,13 @@ def run(params: dict[str, object], data: MultiLevelData | None = None, progress:
             curves += [{"model": name, "seed": seed, **epoch} for epoch in trained.history.epochs]
             if seed == params["seeds"][0]:
                 kept[name] = trained
+            bar.update()
             if progress:
-                print(f"{name:26s} seed {seed}: accuracy {trained.metrics['accuracy']:.4f} "
-                      f"({trained.cost['epochs_run']} epochs)")  # fmt: skip
-    bert_rows = _bert_rows(params, data, timings)
+                bar.write(f"{name:26s} seed {seed}: accuracy {trained.metrics['accuracy']:.4f} "
+                          f"({trained.cost['epochs_run']} epochs)")  # fmt: skip
+    bar.close()
+    tuned_bert = {} if params["save_models"] else None  # the first seed's fine-tuned BERT, to save
+    bert_rows = _bert_rows(params, data, timings, progress, tuned_bert)
     if progress:
         for row in bert_rows:
             print(f"BERT ({row['architecture']}): accuracy {row['accuracy']:.4f}")
@@ -406,7 +417,38 @@ def run(params: dict[str, object], data: MultiLevelData | None = None, progress:
         projection_labels=point_labels,
         silhouettes=silhouettes,
         attention_example=example,
+        trained_models=_models_to_save(params, data, kept, test, tuned_bert),
     )
+
+
+def _models_to_save(
+    params: dict[str, object], data: MultiLevelData, kept: dict[str, TextRun], test, bert: dict | None
+) -> dict[str, TrainedModel]:
+    """With `save_models`: the first seed's model of every from-scratch row and the fine-tuned BERT (the frozen
+    BERT row is a scikit-learn probe and is not saved), each with the first test reviews' ids as inputs."""
+    if bert is None:
+        return {}
+    inputs = tuple(t[:32] for t in test.tensors[:2])
+    seed = params["seeds"][0]
+    out = {}
+    for name, trained in kept.items():
+        architecture, contrastive = next((a, c) for n, a, c, _ in EXPERIMENTS if n == name)
+        description = (
+            f"'{name}' ({architecture}) trained from scratch on {len(data.train):,} IMDB reviews (seed {seed}, the "
+            f"run's first) on MiniLM's WordPiece ids, {params['max_length']} tokens. Inputs: input_ids and "
+            "attention_mask from the tokenizer saved here (right-padded)."
+        )
+        rows = {"model": name, "seed": seed}
+        folder = model_name(architecture, "contrastive" if contrastive else None)
+        out[folder] = TrainedModel(trained.model, inputs, rows, description, data.tokenizer)
+    if bert:
+        description = (
+            f"The encoder {params['bert_encoder']} fine-tuned end to end with a linear head on the [CLS] state (the "
+            f"BERT row, seed {bert['seed']}). Inputs: input_ids and attention_mask from the tokenizer saved here."
+        )
+        rows = {"model": "BERT", "seed": bert["seed"]}
+        out["bert-finetuned"] = TrainedModel(bert["model"], bert["inputs"], rows, description, bert["tokenizer"])
+    return out
 
 
 def _count(value: object, whole: str) -> str:
@@ -444,8 +486,8 @@ def notes(params: dict[str, object]) -> list[str]:
     bert_data = f"{_count(p['bert_train_size'], 'all the')} training reviews, {p['bert_max_length']} tokens per review"
     if p["fine_tune_bert"]:
         out.append(
-            f"BERT row: {p['bert_encoder']} fine-tuned end to end ([CLS] head, AdamW lr 2e-5, up to 3 epochs, early "
-            f"stopping on dev accuracy), one row per seed; {bert_data}."
+            f"BERT row: {p['bert_encoder']} fine-tuned end to end ([CLS] head, AdamW lr 2e-5, batch {p['batch_size']}, "
+            f"up to 3 epochs, early stopping on dev accuracy), one row per seed ({len(p['seeds'])}); {bert_data}."
         )
     else:
         out.append(

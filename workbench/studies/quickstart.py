@@ -21,6 +21,7 @@ from workbench.encoders import embed_texts, encoder_name_problem, load_encoder
 from workbench.methods.probe import EmbeddingClassifier, tensor_dataset, train_probe
 from workbench.profiles import Param, Profiles
 from workbench.results import StudyResult, Timings, describe_data
+from workbench.saving import TrainedModel
 from workbench.studies.besstie import PAPER as BESSTIE_PAPER
 from workbench.training import History, TrainConfig, classification_metrics, predict
 
@@ -52,8 +53,9 @@ PROFILES = Profiles(
         "source": Param("Google", "BESSTIE source", choices=BESSTIE_SOURCES),
         "task": Param("Sentiment", "BESSTIE task", choices=BESSTIE_TASKS),
         "example_index": Param(0, "which held-out review the attention view shows", minimum=0),
+        "save_models": Param(True, "save the trained head (Hugging Face form, model card) under the report's models/"),
     },
-    smoke={"encoder": "tiny", "max_length": 64, "max_train_rows": 80, "epochs": 3},
+    smoke={"encoder": "tiny", "max_length": 64, "max_train_rows": 80, "epochs": 3, "save_models": False},
     paper={"encoder": "bert-base-uncased", "max_length": 512, "lr": 1e-3},
     # `--dry-run`: the profile's encoder architecture (random weights) on a handful of rows, short texts, one step
     dry_run={"max_length": 64, "max_train_rows": 24, "max_test_rows": 16, "epochs": 1},
@@ -201,7 +203,22 @@ def run(params: Mapping[str, object], data: QuickstartData | None = None, progre
         history=history,
         model=model,
         removed_overlap=data.removed_overlap,
+        trained_models=_trained_models(params, model, x_test),
     )
+
+
+def _trained_models(params: Mapping[str, object], model: EmbeddingClassifier, x_test: np.ndarray) -> dict:
+    """The head to save (when `save_models` is on), with the first held-out embeddings as its test inputs."""
+    if not params["save_models"]:
+        return {}
+    description = (
+        f"The quickstart head: {'an MLP' if params['hidden_dim'] else 'a linear layer'} on the frozen encoder "
+        f"{params['encoder']}'s mean-pooled embeddings ({params['max_length']} tokens per review), trained on BESSTIE "
+        f"{params['source']} {params['task']} ({', '.join(params['train_varieties'])}). The encoder is not saved: it "
+        "is pretrained and frozen; `workbench.encoders.embed_texts` with it gives this head's inputs."
+    )
+    inputs = (torch.as_tensor(np.asarray(x_test, dtype=np.float32)),)
+    return {"linear-probe": TrainedModel(model, inputs, rows={"classifier": "linear-probe"}, description=description)}
 
 
 def paper_comparison(result: QuickstartResult) -> pd.DataFrame:

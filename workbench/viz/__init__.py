@@ -1,14 +1,21 @@
 """Figures and interactive views. Nothing here is imported by model code; notebooks import from here.
 
-Importing this package makes plotly figures carry an HTML copy next to their JSON, so that they show in JupyterLab
-and also in the runner's HTML export (which cannot draw the JSON-only plotly output).
+Plotly figures render as plotly's own JSON output (`plotly_mimetype`): JupyterLab draws it with the
+jupyterlab-plotly extension shipped inside the plotly package, so nothing is fetched from a CDN and no notebook
+carries its own 4.8 MB copy of plotly.js. The runner's HTML export draws the same JSON with one plotly.js shared by
+the whole reports folder (`workbench.viz.export`).
 """
 
 import plotly.io as pio
 
 from workbench.viz.figures import confusion_matrix_figure, heatmap_figure, mean_std_table, metric_bar_figure
 
-if pio.renderers.default in ("plotly_mimetype", "plotly_mimetype+notebook_connected", "notebook_connected"):
-    pio.renderers.default = "plotly_mimetype+notebook"
+if pio.renderers.default in (
+    "plotly_mimetype+notebook",
+    "plotly_mimetype+notebook_connected",
+    "notebook_connected",
+    "notebook",
+):
+    pio.renderers.default = "plotly_mimetype"
 
 __all__ = ["confusion_matrix_figure", "heatmap_figure", "mean_std_table", "metric_bar_figure"]

@@ -14,6 +14,7 @@ import torch
 
 from workbench.encoders import Encoder
 from workbench.methods.spatten import CascadePruner, PruneSchedule, keep_summary
+from workbench.viz.attention import head_view_html, show_html
 from workbench.viz.widgets import show_in
 
 
@@ -49,12 +50,23 @@ def trace_pruning(encoder: Encoder, text: str, schedule: PruneSchedule, max_leng
     )
 
 
+# Wide grids scroll inside their own box (row labels and the column header stay put), so the explorer's sliders
+# stay in view however long the sentence; `min-width: 0` lets the widget boxes shrink below the tables' width.
 _STYLE = """<style>
-.wb-grid {border-collapse: collapse; font: 12px monospace; margin: 4px 0}
+.wb-scroll {overflow: auto; max-width: 100%; max-height: 26em; line-height: normal}
+.wb-grid {border-collapse: separate; border-spacing: 0; font: 12px monospace; margin: 4px 0}
 .wb-grid td, .wb-grid th {border: 1px solid #ddd; padding: 2px 4px; text-align: center; white-space: nowrap}
 .wb-grid td.wb-pruned {background: #f3f3f3; color: #bbb; text-decoration: line-through}
 .wb-grid th {background: #fafafa; font-weight: normal; color: #555}
+.wb-grid th:first-child {position: sticky; left: 0; z-index: 2}
+.wb-grid tr.wb-colhead th {position: sticky; top: 0; z-index: 1}
+.wb-grid tr.wb-colhead th:first-child {z-index: 3}
+.wb-mask-explorer, .wb-mask-explorer .widget-html, .wb-mask-explorer .widget-html-content {min-width: 0; max-width: 100%}
 </style>"""
+
+
+def _scroll(table: str) -> str:
+    return f'<div class="wb-scroll">{table}</div>'
 
 
 def token_grid_html(trace: PruningTrace) -> str:
@@ -78,7 +90,8 @@ def token_grid_html(trace: PruningTrace) -> str:
     return (
         f'{_STYLE}<div class="wb-token-grid" data-kept="{summary}">'
         f"<b>Tokens kept per layer</b> ({html.escape(keep_summary(trace.schedule))})"
-        f'<table class="wb-grid">{"".join(rows)}</table></div>'
+        + _scroll(f'<table class="wb-grid">{"".join(rows)}</table>')
+        + "</div>"
     )
 
 
@@ -92,10 +105,8 @@ def head_grid_html(trace: PruningTrace) -> str:
             for k in kept
         )
         rows.append(f"<tr><th>layer {layer} ({int(kept.sum())})</th>{cells}</tr>")
-    return (
-        f'<div class="wb-head-grid"><b>Heads computed per layer</b>'
-        f'<table class="wb-grid"><tr><th></th>{header}</tr>{"".join(rows)}</table></div>'
-    )
+    table = f'<table class="wb-grid"><tr class="wb-colhead"><th></th>{header}</tr>{"".join(rows)}</table>'
+    return f'{_STYLE}<div class="wb-head-grid"><b>Heads computed per layer</b>{_scroll(table)}</div>'
 
 
 def query_key_mask_html(trace: PruningTrace, layer: int) -> str:
@@ -120,19 +131,32 @@ def query_key_mask_html(trace: PruningTrace, layer: int) -> str:
             else:
                 cells.append('<td class="wb-pruned"></td>')
         rows.append(f"<tr><th>{query}</th>{''.join(cells)}</tr>")
+    table = f'<table class="wb-grid"><tr class="wb-colhead"><th></th>{header}</tr>{"".join(rows)}</table>'
     return (
-        f'<div class="wb-qk-grid"><b>Layer {layer}: query (rows) x key (columns) mask, shaded by attention</b>'
-        f'<table class="wb-grid"><tr><th></th>{header}</tr>{"".join(rows)}</table></div>'
+        f'{_STYLE}<div class="wb-qk-grid"><b>Layer {layer}: query (rows) x key (columns) mask, shaded by attention'
+        f"</b>{_scroll(table)}</div>"
+    )
+
+
+def keep_readout_html(trace: PruningTrace) -> str:
+    """What the pruned model actually computes for this text: the last layer's kept tokens and heads, and the head
+    count of every layer. The sliders set keep *ratios*; a layer keeps ceil(ratio x real tokens) tokens and
+    max(1, round(ratio x heads)) heads, so the count can differ from ratio x total (e.g. 0.3 of 2 heads is 1 head)."""
+    tokens = trace.kept_per_layer
+    heads = [int(v) for v in trace.head_masks.sum(1)]
+    n_tokens, n_heads = trace.token_masks.shape[1], trace.head_masks.shape[1]
+    return (
+        f'<div class="wb-keep-readout" data-tokens="{tokens[-1]}" data-heads="{heads[-1]}">'
+        f"last layer computes <b>{tokens[-1]} of {n_tokens} tokens</b> and <b>{heads[-1]} of {n_heads} heads</b>"
+        f" (heads per layer: {'/'.join(map(str, heads))})</div>"
     )
 
 
 def pruned_head_view(trace: PruningTrace, html_action: str = "return"):
-    """bertviz head view of the pruned model's attention (pruned tokens and heads carry zero attention).
-
-    bertviz loads require.js and d3 from a CDN: offline, the returned HTML is there but draws nothing."""
-    from bertviz import head_view
-
-    return head_view(list(trace.attentions), trace.tokens, html_action=html_action)
+    """bertviz head view of the pruned model's attention (pruned tokens and heads carry zero attention), drawn with
+    the scripts shipped in the package (works offline and in JupyterLab): an `IPython.display.HTML` with
+    `html_action="return"`, shown in the cell with `"view"`."""
+    return show_html(head_view_html(trace.attentions, trace.tokens), html_action)
 
 
 def mask_explorer(
@@ -146,7 +170,8 @@ def mask_explorer(
     show_head_view: bool = False,
 ):
     """An ipywidgets explorer: pick or type a sentence, move the token / head keep sliders (the last layer's keep
-    ratio of a SpAtten-shaped schedule), pick a layer for its query/key mask; the grids update on every change."""
+    ratio of a SpAtten-shaped schedule), pick a layer for its query/key mask; the grids update on every change.
+    Beside the sliders, a readout says how many tokens and heads the last layer actually computes."""
     import ipywidgets as widgets
 
     sentence = widgets.Combobox(
@@ -162,8 +187,10 @@ def mask_explorer(
         value=token_keep, min=0.05, max=1.0, step=0.05, description="token keep (last layer)", style=style
     )
     head_slider = widgets.FloatSlider(
-        value=head_keep, min=0.1, max=1.0, step=0.05, description="head keep (last layer)", style=style
+        value=head_keep, min=0.1, max=1.0, step=0.05, description="head keep ratio (last layer)", style=style
     )
+    readout = widgets.HTML()
+    readout.add_class("wb-keep-readout-box")
     layer_slider = widgets.IntSlider(
         value=encoder.num_layers - 1,
         min=0,
@@ -171,7 +198,8 @@ def mask_explorer(
         description="layer (query/key mask)",
         style=style,
     )
-    tokens_view, heads_view, qk_view = widgets.HTML(), widgets.HTML(), widgets.HTML()
+    wide = widgets.Layout(width="100%")
+    tokens_view, heads_view, qk_view = widgets.HTML(layout=wide), widgets.HTML(layout=wide), widgets.HTML(layout=wide)
     bertviz_view = widgets.Output()
     state: dict[str, PruningTrace] = {}
 
@@ -182,13 +210,14 @@ def mask_explorer(
         )
         trace = trace_pruning(encoder, text, schedule, max_length)
         state["trace"] = trace
+        readout.value = keep_readout_html(trace)
         tokens_view.value = token_grid_html(trace)
         heads_view.value = head_grid_html(trace)
         qk_view.value = query_key_mask_html(trace, layer_slider.value)
         if show_head_view:
             from IPython.display import HTML
 
-            show_in(bertviz_view, HTML(pruned_head_view(trace).data))
+            show_in(bertviz_view, HTML(head_view_html(trace.attentions, trace.tokens)))
 
     def refresh_layer(_=None) -> None:
         if "trace" in state:
@@ -201,13 +230,14 @@ def mask_explorer(
     box = widgets.VBox(
         [
             sentence,
-            widgets.HBox([token_slider, head_slider]),
+            widgets.HBox([token_slider, head_slider, readout], layout=widgets.Layout(flex_flow="row wrap")),
             tokens_view,
             heads_view,
             layer_slider,
             qk_view,
             bertviz_view,
-        ]
+        ],
+        layout=widgets.Layout(width="100%"),
     )
     box.add_class("wb-mask-explorer")
     box.trace = lambda: state["trace"]  # for tests and for users who want the arrays
@@ -215,10 +245,16 @@ def mask_explorer(
 
 
 def accuracy_speed_figure(
-    curve: pd.DataFrame, dense_seq_per_s: float, dense_f1: float, tolerance: float = 0.01, target: float = 2.0
+    curve: pd.DataFrame,
+    dense_seq_per_s: float,
+    dense_f1: float,
+    tolerance: float = 0.01,
+    target: float = 2.0,
+    peers: pd.DataFrame | None = None,
 ) -> go.Figure:
     """Macro-F1 against measured throughput, one line per training (post-hoc vs pruning-aware), dense HF as a star;
-    dotted lines at `tolerance` below dense macro-F1 and at `target` times dense throughput."""
+    dotted lines at `tolerance` below dense macro-F1 and at `target` times dense throughput. `peers` (columns
+    runtime, schedule, seq_per_s, macro_f1) adds one marker series per runtime (e.g. int8, ONNX Runtime)."""
     fig = go.Figure()
     for training, group in curve.groupby("training", sort=False):
         group = group.sort_values("seq_per_s")
@@ -227,6 +263,18 @@ def accuracy_speed_figure(
             y=group["macro_f1"],
             mode="lines+markers",
             name=str(training),
+            text=group["schedule"],
+            hovertemplate="%{text}<br>%{x:.1f} seq/s<br>macro-F1 %{y:.4f}<extra></extra>",
+        )
+    for runtime, group in (peers if peers is not None else pd.DataFrame(columns=["runtime"])).groupby(
+        "runtime", sort=False
+    ):
+        fig.add_scatter(
+            x=group["seq_per_s"],
+            y=group["macro_f1"],
+            mode="markers",
+            marker=dict(symbol="diamond", size=10),
+            name=str(runtime),
             text=group["schedule"],
             hovertemplate="%{text}<br>%{x:.1f} seq/s<br>macro-F1 %{y:.4f}<extra></extra>",
         )
@@ -254,6 +302,7 @@ __all__ = [
     "PruningTrace",
     "accuracy_speed_figure",
     "head_grid_html",
+    "keep_readout_html",
     "mask_explorer",
     "pruned_head_view",
     "query_key_mask_html",

@@ -1,0 +1,252 @@
+"""`workbench bench notebooks`: what each notebook costs to run, cold and warm: wall time and peak memory.
+
+Each notebook runs twice through `workbench run` in a child process (papermill, its own Jupyter kernel, a fresh
+reports folder): first with an empty embedding / feature cache (`WORKBENCH_CACHE` set to a new folder: cold), then
+again with the cache the first run filled (warm). Wall time is the child's, start to exit (kernel start, the notebook,
+the HTML export). Peak memory is the peak of the summed resident set of the child's whole process tree (the runner,
+the kernel and anything they start), sampled every `--interval` seconds, with the largest single process's own
+high-water mark (getrusage) beside it. The table goes to `--out` (default `benchmarks/notebooks.md`) as Markdown, with
+the machine, the command and the load average, so that a user knows what a run costs before starting it. Figures are
+only comparable between runs on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from workbench.runner import find_notebooks
+from workbench.runtime import atomic_write_text
+
+DEFAULT_OUT = Path("benchmarks") / "notebooks.md"
+
+
+@dataclass
+class Measurement:
+    """One run of one notebook."""
+
+    notebook: str
+    profile: str
+    cache: str  # cold | warm
+    seconds: float
+    peak_tree_mib: float  # peak of the summed RSS of the process tree (sampled)
+    peak_process_mib: float  # largest single process's own high-water mark (getrusage via wait4)
+    ok: bool
+    error: str = ""
+
+
+def _tree_rss(pid: int) -> int:
+    """Bytes resident in process `pid` and all its descendants (0 once it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def measure_command(
+    command: list[str], env: dict[str, str], interval: float = 0.2
+) -> tuple[float, float, float, int, str]:
+    """Run `command`; return (wall seconds, peak summed tree RSS MiB, largest process max RSS MiB, exit code, its
+    output: stdout and stderr together)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            done.wait(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    _, status, usage = os.wait4(proc.pid, 0)  # the child's rusage includes the descendants it waited for
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    reader.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = b"".join(output).decode(errors="replace")
+    return seconds, peak[0] / 2**20, usage.ru_maxrss / 1024, proc.returncode, text
+
+
+def _run_command(stem: str, profile: str, reports: Path, notebooks_dir: str | None, params: list[str]) -> list[str]:
+    command = [sys.executable, "-m", "workbench.cli", "run", stem, "--profile", profile, "--reports", str(reports)]
+    if notebooks_dir:
+        command += ["--notebooks-dir", notebooks_dir]
+    for pair in params:
+        command += ["-p", pair]
+    return command
+
+
+def measure_notebook(
+    stem: str,
+    profile: str,
+    notebooks_dir: str | None = None,
+    params: list[str] | None = None,
+    warm: bool = True,
+    interval: float = 0.2,
+    say=None,
+) -> list[Measurement]:
+    """Cold then (with `warm`) warm run of one notebook, each in a fresh reports folder; the cache folder is new for
+    the cold run and shared by the warm one, and removed afterwards."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="workbench-bench-") as tmp:
+        env = {**os.environ, "WORKBENCH_CACHE": str(Path(tmp) / "cache")}
+        for cache in ("cold", "warm") if warm else ("cold",):
+            reports = Path(tmp) / f"reports-{cache}"
+            command = _run_command(stem, profile, reports, notebooks_dir, list(params or []))
+            if say:
+                say(f"{stem} {profile} {cache}: {shlex.join(command[2:])}")
+            seconds, tree, process, code, text = measure_command(command, env, interval)
+            error = ""
+            if code != 0:
+                lines = [line for line in text.splitlines() if line.strip()]
+                error = " | ".join(lines[-3:])[-300:]
+            out.append(Measurement(stem, profile, cache, seconds, tree, process, code == 0, error))
+            if say:
+                say(f"  {seconds:.1f} s, peak {tree:.0f} MiB (largest process {process:.0f} MiB), exit {code}")
+    return out
+
+
+def machine() -> dict[str, object]:
+    """What the figures depend on: CPU, cores, memory, Python and torch, thread settings, load average."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        memory = f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
+    except ImportError:  # pragma: no cover - psutil comes with jupyter
+        memory = "?"
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:  # pragma: no cover
+        torch_version = "?"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "load_average": " / ".join(f"{v:.2f}" for v in os.getloadavg()),
+    }
+
+
+def markdown(rows: list[Measurement], info: dict[str, object], command: str, finished_load: str) -> str:
+    """The benchmarks page: how it was measured, the machine, and one row per notebook."""
+    by_notebook: dict[tuple[str, str], dict[str, Measurement]] = {}
+    for row in rows:
+        by_notebook.setdefault((row.notebook, row.profile), {})[row.cache] = row
+
+    def cell(m: Measurement | None, what: str) -> str:
+        if m is None:
+            return "-"
+        if what == "seconds":
+            return f"{m.seconds:,.0f}" if m.seconds >= 10 else f"{m.seconds:.1f}"
+        return f"{m.peak_tree_mib:,.0f} ({m.peak_process_mib:,.0f})"
+
+    lines = [
+        "# What each notebook costs to run",
+        "",
+        f"Produced by `{command}` (`workbench/bench/notebooks.py`); rerun it to refresh this page.",
+        "",
+        "Each notebook runs through `workbench run` in a child process, twice: **cold** with an empty workbench cache "
+        "(`WORKBENCH_CACHE` pointing at a new folder: embeddings and pruned features computed from scratch) and "
+        "**warm** with the cache the cold run filled. Wall time covers the whole child (kernel start, the notebook, "
+        "the HTML export). Peak memory is the peak of the summed resident set of the child's process tree (runner, "
+        "Jupyter kernel and anything they start), sampled; in parentheses the largest single process's own "
+        "high-water mark. The operating system's file cache is not cleared between runs.",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "load_average"),
+        f"Load average (1 / 5 / 15 min) at the start: {info['load_average']}; at the end: {finished_load}. "
+        "Figures are comparable only between runs made on an otherwise idle machine.",
+        "",
+        "| notebook | profile | cold wall (s) | warm wall (s) | cold peak MiB (largest process) | "
+        "warm peak MiB (largest process) | status |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for (notebook, profile), runs in by_notebook.items():
+        cold, warm = runs.get("cold"), runs.get("warm")
+        failed = [m for m in (cold, warm) if m is not None and not m.ok]
+        status = "ok" if not failed else "failed: " + failed[0].error.replace("|", "/")
+        lines.append(
+            f"| {notebook} | {profile} | {cell(cold, 'seconds')} | {cell(warm, 'seconds')} | {cell(cold, 'memory')} | "
+            f"{cell(warm, 'memory')} | {status} |"
+        )
+    if any(m.profile == "smoke" for m in rows):
+        lines += ["", "Smoke-profile rows measure the tiny random models of the tests, not what a real run costs."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workbench bench notebooks", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="quick", help="profile of every run (default quick)")
+    parser.add_argument("--only", nargs="+", default=["all"], metavar="NOTEBOOK", help="notebook stems (default all)")
+    parser.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default ./notebooks)")
+    parser.add_argument("-p", dest="params", action="append", default=[], help="notebook parameter key=value (YAML)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"Markdown table (default {DEFAULT_OUT})")
+    parser.add_argument("--no-write", action="store_true", help="print the table, write no file")
+    parser.add_argument("--cold-only", action="store_true", help="skip the warm run")
+    parser.add_argument("--interval", type=float, default=0.2, help="memory sampling interval in seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (rows and machine)")
+    args = parser.parse_args(argv)
+    notebooks = find_notebooks(args.only, args.notebooks_dir)
+    info = machine()
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    rows: list[Measurement] = []
+    for notebook in notebooks:
+        rows += measure_notebook(
+            notebook.stem, args.profile, args.notebooks_dir, args.params, not args.cold_only, args.interval, say
+        )
+    command = shlex.join(["workbench", "bench", "notebooks", *(argv if argv is not None else sys.argv[1:])])
+    finished = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    page = markdown(rows, info, command, finished)
+    if not args.no_write:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, page)
+        say(f"wrote {args.out}")
+    if args.json:
+        print(json.dumps({"machine": info, "rows": [asdict(r) for r in rows], "out": str(args.out)}))
+    else:
+        print(page, end="")
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
