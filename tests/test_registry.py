@@ -74,6 +74,11 @@ def _loss(name: str) -> None:
         projected, teacher = torch.rand(B, L, L, requires_grad=True), torch.rand(B, L, L)
         value = registry.build("loss", name, projected, teacher, torch.ones(B, L, dtype=torch.bool))
         wrt = projected
+    elif name == "hidden_mse":
+        projected, teacher, mask = torch.rand(B, L, 8, requires_grad=True), torch.rand(B, L, 8), torch.ones(B, L) > 0
+        value = registry.build("loss", name, projected, teacher, mask)
+        assert float(registry.build("loss", name, teacher, teacher, mask)) == pytest.approx(0.0, abs=1e-6)
+        wrt = projected
     else:
         student, teacher = torch.randn(B, 3, requires_grad=True), torch.randn(B, 3)
         value = registry.build("loss", name, student, teacher, 2.0)

@@ -107,8 +107,13 @@ def quantize_onnx_int8(source: str | Path, target: str | Path) -> Path:
     """ONNX Runtime's dynamic int8 quantization of an exported graph (MatMul weights int8, signed)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # "consider pre-processing" noise
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # onnxruntime warns "consider pre-processing" on the root logger
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)  # never leave a global side effect behind
     return Path(target)
 
 
