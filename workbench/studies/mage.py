@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from scipy.sparse import hstack
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import StandardScaler
 
 from workbench.data import AFRISENTI_LABELS, afrisenti_languages, load_afrisenti, remove_overlap
@@ -37,7 +35,7 @@ from workbench.methods.mage import (
     train_classifier,
     training_views,
 )
-from workbench.methods.probe import sklearn_probe
+from workbench.methods.tfidf import tfidf_baseline
 from workbench.preprocess import CleaningConfig, clean_tweets
 from workbench.profiles import Param, ParameterError, Profiles
 from workbench.registry import build, names
@@ -459,22 +457,6 @@ def train_and_score(
         "fit_seconds": time.perf_counter() - start,
     }
     return row, model, test_views
-
-
-def tfidf_features(train_texts: Sequence[str], test_texts: Sequence[str]):
-    """Sparse TF-IDF features of word 1–2-grams and character 2–5-grams, fitted on the training texts only."""
-    words = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
-    train = hstack([words.fit_transform(train_texts), chars.fit_transform(train_texts)]).tocsr()
-    test = hstack([words.transform(test_texts), chars.transform(test_texts)]).tocsr()
-    return train, test
-
-
-def tfidf_baseline(train_texts: Sequence[str], train_labels, test_texts: Sequence[str], test_labels) -> dict:
-    """TF-IDF + class-balanced logistic regression on the text: the text baseline's test metrics."""
-    train, test = tfidf_features(train_texts, test_texts)
-    probe = sklearn_probe(train, train_labels, kind="logreg", standardise=False, class_weight="balanced")
-    return classification_metrics(test_labels, probe.predict(test), labels=[0, 1, 2])
 
 
 def _tfidf_row(splits: EmbeddedSplits) -> dict[str, object]:

@@ -1,0 +1,45 @@
+"""The text baseline every AfriSenti study is measured against: TF-IDF of word 1–2-grams and character 2–5-grams
+with class-balanced logistic regression, fitted on the training texts only.
+
+It is the bar a learned representation has to clear (issue 14): on AfriSenti it beats a frozen English sentence
+encoder by 10+ points, so MAGE's base and Comet's teacher are both judged against it in the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.sparse import csr_matrix, hstack
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from workbench.methods.probe import sklearn_probe
+from workbench.training import classification_metrics
+
+
+def tfidf_features(train_texts: Sequence[str], test_texts: Sequence[str]) -> tuple[csr_matrix, csr_matrix]:
+    """Sparse TF-IDF features of word 1–2-grams and character 2–5-grams, fitted on the training texts only."""
+    words = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
+    train = hstack([words.fit_transform(train_texts), chars.fit_transform(train_texts)]).tocsr()
+    test = hstack([words.transform(test_texts), chars.transform(test_texts)]).tocsr()
+    return train, test
+
+
+def tfidf_predict(train_texts: Sequence[str], train_labels: Sequence[int], test_texts: Sequence[str]) -> np.ndarray:
+    """Predicted labels of TF-IDF + class-balanced logistic regression for `test_texts`."""
+    train, test = tfidf_features(train_texts, test_texts)
+    probe = sklearn_probe(train, train_labels, kind="logreg", standardise=False, class_weight="balanced")
+    return np.asarray(probe.predict(test))
+
+
+def tfidf_baseline(
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    test_texts: Sequence[str],
+    test_labels: Sequence[int],
+    labels: Sequence[int] = (0, 1, 2),
+) -> dict[str, float]:
+    """TF-IDF + class-balanced logistic regression: its test metrics (accuracy, macro-F1, ...)."""
+    predictions = tfidf_predict(train_texts, train_labels, test_texts)
+    return classification_metrics(test_labels, predictions, labels=list(labels))
