@@ -295,3 +295,14 @@ def test_grid_values_must_be_lists():
     assert expand_grid({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
     with pytest.raises(ValueError, match="grid 'a'"):
         expand_grid({"a": 3})
+
+
+def test_smoke_runs_go_side_by_side_and_quick_runs_one_at_a_time(monkeypatch):
+    from workbench import runner
+
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
+    assert runner.default_workers("smoke", 8) == 2
+    assert runner.default_workers("smoke", 1) == 1
+    assert runner.default_workers("quick", 8) == 1 and runner.default_workers("paper", 8) == 1
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 64)
+    assert runner.default_workers("smoke", 8) == 4  # capped for memory

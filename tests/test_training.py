@@ -390,3 +390,17 @@ def test_bench_train_prints_one_json_object_with_both_throughputs(monkeypatch, t
     assert result["ours_seq_per_s"] > 0 and result["trainer_seq_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["ours_seq_per_s"] / result["trainer_seq_per_s"])
     assert result["timed_rows"] == 16 and result["data"].startswith("synthetic")
+
+
+def test_finetune_classifier_learns_and_scores_in_the_callers_order():
+    from workbench.methods.finetune import classifier_logits, finetune_classifier
+
+    texts = ["good great fine"] * 12 + ["bad awful terrible and far too long to be good"] * 12
+    labels = [1] * 12 + [0] * 12
+    config = TrainConfig(epochs=3, lr=1e-3, batch_size=6, schedule="linear", warmup_ratio=0.1, progress=False)
+    model, tokenizer, history = finetune_classifier("tiny", texts, labels, texts, labels, 2, config)
+    mixed = [texts[0], texts[-1], texts[1]]  # short, long, short: scored in length order, returned in this order
+    logits = classifier_logits(model, tokenizer, mixed, batch_size=2)
+    assert logits.shape == (3, 2) and history.best_epoch >= 0
+    assert logits.argmax(1).tolist() == [1, 0, 1]
+    assert np.allclose(logits[0], logits[2], atol=1e-5)

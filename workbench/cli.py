@@ -34,7 +34,7 @@ def _say(message: str) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from workbench.runner import find_notebooks, parse_parameters, run_notebooks
+    from workbench.runner import default_workers, expand_grid, find_notebooks, parse_parameters, run_notebooks
 
     notebooks = find_notebooks(args.notebooks, args.notebooks_dir)
     if args.dry_run:  # the kernels (and any workers) inherit it: paper architectures, random weights, one step
@@ -45,6 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         configure(args.track, args.track_uri, say=_say)
     parameters = parse_parameters(args.parameter)
     grid = parse_parameters(args.grid)
+    runs = len(notebooks) * len(expand_grid(grid))
     outcomes = run_notebooks(
         notebooks,
         args.profile,
@@ -55,7 +56,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         say=_say,
         progress=False,
         grid=grid,
-        workers=args.workers,
+        workers=args.workers if args.workers is not None else default_workers(args.profile, runs),
         executor=args.executor,
         address=args.address,
     )
@@ -165,7 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=LIST",
         help="run every combination: e.g. --grid seed='[0,1,2]' --grid lr='[1e-3,3e-3]' (each its own report)",
     )
-    run.add_argument("--workers", type=int, default=1, help="runs in parallel (default 1: one after another)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs in parallel (default: one per core for smoke and dry runs, whose time is single-threaded kernel "
+        "start-up and imports; one after another for quick and paper runs, which use every core themselves)",
+    )
     run.add_argument(
         "--executor",
         choices=("process", "ray", "dask"),

@@ -323,6 +323,17 @@ def expand_grid(grid: Mapping[str, Sequence[object]] | None) -> list[dict[str, o
 
 
 EXECUTORS = ("process", "ray", "dask")
+SIDE_BY_SIDE_PROFILES = ("smoke",)  # runs whose time is kernel start-up and imports: single-threaded work
+
+
+def default_workers(profile: str, runs: int) -> int:
+    """How many runs at once when the user does not say: a smoke run (or a dry run) spends most of its seconds
+    starting a kernel and importing torch and transformers on one core, so such runs go side by side, one per core
+    (at most 4, for memory); a quick or paper run already uses every core inside its notebook, so those go one after
+    another."""
+    if profile not in SIDE_BY_SIDE_PROFILES and not dry_run():
+        return 1
+    return max(1, min(runs, os.cpu_count() or 1, 4))
 
 
 def run_notebooks(

@@ -146,3 +146,74 @@ def load_classifier(
         torch.manual_seed(seed)
         model = EncoderClassifier(loaded.model, num_classes, dropout)
     return model, loaded.tokenizer
+
+
+@torch.no_grad()
+def classifier_logits(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int = 128,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Logits for `texts`, in their order: evaluated in length-sorted batches with dynamic padding (a batch costs its
+    longest text, so sorting saves most of the padding on long-tailed data such as IMDB reviews)."""
+    from tqdm.auto import tqdm
+
+    items = token_items(tokenizer, texts, [0] * len(texts), max_length)
+    order = np.argsort([len(item["input_ids"]) for item in items], kind="stable")
+    collate = PadCollator(tokenizer.pad_token_id or 0)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for start in tqdm(range(0, len(order), batch_size), desc="scoring", disable=not progress, leave=False):
+        batch = collate([items[i] for i in order[start : start + batch_size]])
+        chunks.append(
+            model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+            .logits.float()
+            .cpu()
+            .numpy()
+        )
+    model.train(was_training)
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    out = np.empty((len(items), chunks[0].shape[1]), dtype=np.float32)
+    out[order] = np.concatenate(chunks)
+    return out
+
+
+def finetune_classifier(
+    encoder: str,
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    dev_texts: Sequence[str] | None,
+    dev_labels: Sequence[int] | None,
+    num_classes: int,
+    config,
+    max_length: int = 128,
+    dropout: float = 0.1,
+):
+    """Fine-tune `encoder` end to end with mean pooling and a linear head (`EncoderClassifier`) under
+    `workbench.training.fit`: length-grouped batches with dynamic padding, the config's schedule, warm-up, gradient
+    accumulation and freezing, early stopping on dev macro-F1 when a dev split is given.
+
+    Returns `(model, tokenizer, history)`; score new texts with `classifier_logits`."""
+    from workbench.training import fit
+
+    model, tokenizer = load_classifier(encoder, num_classes, seed=config.seed, dropout=dropout)
+    train = token_items(tokenizer, train_texts, train_labels, max_length)
+    dev = token_items(tokenizer, dev_texts, dev_labels, max_length) if dev_texts is not None else None
+    sampler = LengthGroupedBatchSampler.for_items(train, config.batch_size, seed=config.seed)
+    history = fit(
+        model,
+        train,
+        dev,
+        config,
+        collate_fn=PadCollator(tokenizer.pad_token_id or 0),
+        batch_sampler=sampler,
+        num_classes=num_classes,
+        desc="fine-tuning",
+    )
+    return model, tokenizer, history
