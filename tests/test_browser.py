@@ -256,6 +256,14 @@ def _jupyterlab(tmp_path: Path, data_dir: Path, notebooks: list[Path]) -> Iterat
     root.mkdir()
     for notebook in notebooks:
         _smoke_copy(notebook, root / notebook.name, tmp_path / f"report-{notebook.stem}")
+    with _lab_server(tmp_path, data_dir, root, REPO) as served:
+        yield served
+
+
+@contextmanager
+def _lab_server(tmp_path: Path, data_dir: Path, root: Path, package: Path) -> Iterator[tuple[str, str]]:
+    """JupyterLab on 127.0.0.1 serving `root`, its kernels importing `workbench` from `package`; yields (base URL,
+    token)."""
     settings = tmp_path / "lab_settings" / "@jupyterlab"
     (settings / "apputils-extension").mkdir(parents=True)
     (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
@@ -271,7 +279,7 @@ def _jupyterlab(tmp_path: Path, data_dir: Path, notebooks: list[Path]) -> Iterat
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter_config"),
         "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab_settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab_workspaces"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(package), os.environ.get("PYTHONPATH")])),
     }
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1", f"--port={port}",
@@ -431,3 +439,36 @@ def test_runner_html_export_draws_offline(notebook: Path, fixture_data_dir: Path
             page.goto(figure.as_uri())
             page.wait_for_selector(".plotly-graph-div .main-svg", state="attached")
         offline.assert_clean()
+
+
+@pytest.mark.slow
+def test_run_all_in_jupyterlab_leaves_git_clean_and_lists_the_run(fixture_data_dir: Path, tmp_path: Path):
+    """A clone set up as the README says (`git config include.path ../.gitconfig`): Run All on the committed
+    quickstart notebook and save it with its outputs; `git status --porcelain` stays empty (the nbstripout filter)
+    and the run is listed in the clone's reports/index.html."""
+    if not shutil.which("git") or not shutil.which("nbstripout"):
+        pytest.skip('needs git and nbstripout (pip install -e ".[dev]")')
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    subprocess.run(["git", "config", "include.path", "../.gitconfig"], cwd=clone, check=True)
+    notebook = clone / "notebooks" / QUICKSTART.name
+    committed = notebook.read_bytes()
+    with _lab_server(tmp_path, fixture_data_dir, clone, clone) as (base, token), _browser() as page:
+        offline = _open_and_run_all(page, base, token, f"notebooks/{QUICKSTART.name}")
+        _wait_or_shoot(page, HEAD_VIEW_LINES, "git_clean_failure.png")
+        page.wait_for_function("document.querySelectorAll('.jp-InputArea-prompt').length > 0")
+        page.wait_for_function(  # every cell has run: no prompt still shows [*]
+            "!Array.from(document.querySelectorAll('.jp-InputArea-prompt')).some(p => p.textContent.includes('*'))",
+            timeout=400_000,
+        )
+        page.keyboard.press("Control+s")
+        deadline = time.monotonic() + 30
+        while notebook.read_bytes() == committed and time.monotonic() < deadline:
+            time.sleep(0.5)
+        offline.assert_clean()
+    saved = json.loads(notebook.read_text(encoding="utf-8"))
+    assert any(cell.get("outputs") for cell in saved["cells"]), "the notebook was not saved with its outputs"
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
+    assert status.stdout == "", status.stdout
+    index = (clone / "reports" / "index.html").read_text(encoding="utf-8")
+    assert "quickstart-interactive" in index

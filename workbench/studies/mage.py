@@ -210,6 +210,7 @@ class EmbeddedSplits:
     test_labels: np.ndarray
     train_texts: list[str] = field(default_factory=list)
     test_texts: list[str] = field(default_factory=list)
+    dev_texts: list[str] = field(default_factory=list)
     label_names: list[str] = field(default_factory=lambda: list(AFRISENTI_LABELS))
 
 
@@ -273,6 +274,7 @@ def prepare_language(
         test_labels=frames["test"]["label"].to_numpy(np.int64),
         train_texts=list(frames["train"]["text"]),
         test_texts=list(frames["test"]["text"]),
+        dev_texts=list(frames["dev"]["text"]),
         label_names=list(frames["train"].attrs.get("label_names", AFRISENTI_LABELS)),
     )
     described = [
