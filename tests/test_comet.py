@@ -224,7 +224,7 @@ def test_profiles_check_values_and_name_every_knob():
 
 
 def test_sweep_covers_every_experiment_once():
-    configs = study.sweep_configs(study.PROFILES.resolve("quick"))
+    configs = study.sweep_configs(study.PROFILES.resolve("quick", sweeps=list(study.SWEEPS)))
     names_ = {c.name for _, c in configs}
     assert {"hybrid", "kd_only", "attention_only", "T=1", "T=4", "alpha=0.3", "alpha=0.7"} <= names_
     assert {"layer=upper_middle", "projection=faithful", "projection=low_rank", "student=1L-64H-2A"} <= names_
@@ -246,6 +246,8 @@ def test_sweep_covers_every_experiment_once():
     assert "T=2" not in names_ and "alpha=0.5" not in names_  # those are the base recipe itself
     assert [e for e, _ in configs][0] == "ablation" and configs[0][1].name == "hybrid"
     assert {e for e, _ in configs} == set(study.SWEEPS)
+    quick = {e for e, _ in study.sweep_configs(study.PROFILES.resolve("quick"))}
+    assert quick == set(study.QUICK_SWEEPS) and {"label_only", "stage2"} <= quick  # the arms the claims read
     only_base = study.sweep_configs(study.PROFILES.resolve("quick", sweeps=[]))
     assert [c.name for _, c in only_base] == ["hybrid"]
     temperature = study.sweep_configs(study.PROFILES.resolve("quick", sweeps=["temperature"]))
@@ -256,8 +258,33 @@ def test_train_configs_come_from_the_parameters():
     params = study.PROFILES.resolve("quick", seed=7, batch_size=16)
     configs = study.train_configs(params)
     assert (configs["teacher"].epochs, configs["teacher"].lr) == (params["teacher_epochs"], params["teacher_lr"])
+    assert (configs["teacher"].schedule, configs["teacher"].warmup_ratio) == ("linear", 0.1)
+    assert configs["stage2"].schedule == "constant"  # the students keep their own settings
     assert (configs["stage2"].epochs, configs["stage2"].lr) == (params["stage2_epochs"], params["stage2_lr"])
     assert {c.seed for c in configs.values()} == {7} and {c.batch_size for c in configs.values()} == {16}
+
+
+def test_teacher_vs_tfidf_bar_is_judged_from_the_rows():
+    rows = pd.DataFrame(
+        [
+            {"model": "teacher", "config": "teacher", "language": "aa", "macro_f1": 0.70},
+            {"model": "teacher", "config": "teacher", "language": "bb", "macro_f1": 0.50},
+            {"model": "tfidf", "config": "tfidf", "language": "aa", "macro_f1": 0.65},
+            {"model": "tfidf", "config": "tfidf", "language": "bb", "macro_f1": 0.55},
+            {"model": "student", "config": "hybrid", "language": "aa", "macro_f1": 0.99},
+            {"model": "teacher", "kind": "efficiency", "language": None, "macro_f1": None},
+        ]
+    )
+    bar = study.teacher_vs_tfidf(rows)
+    assert bar["teacher_minus_tfidf"].round(3).to_dict() == {"aa": 0.05, "bb": -0.05}
+    assert bar["teacher_at_or_above_tfidf"].to_dict() == {"aa": True, "bb": False}
+    params = study.PROFILES.resolve("quick")
+    missed = study.tfidf_bar_verdict(bar, params)
+    assert "aa 0.700 vs 0.650, bb 0.500 vs 0.550" in missed and "NOT met on bb (by 0.050" in missed
+    assert "afro-xlmr" in missed and "600 per language" in missed
+    met = study.tfidf_bar_verdict(bar.loc[["aa"]], params)
+    assert "Bar met" in met and "NOT" not in met
+    assert study.teacher_vs_tfidf(rows[rows.model != "tfidf"]).empty
 
 
 def test_notes_follow_the_parameters():
@@ -267,7 +294,10 @@ def test_notes_follow_the_parameters():
     assert "not the paper's AfroXLMR-large (559M" in quick and "(paper: 6L-256H-8A, 69M" in quick
     assert "the paper's AfroXLMR-large" in paper and "not the paper's" not in paper
     assert "6L-256H-8A as in the paper" in paper
-    assert "frozen" in quick and "frozen" not in paper  # paper: teacher_freeze_embeddings is False
+    assert "end to end, word embeddings included" in quick and "frozen" not in quick + paper
+    frozen = " ".join(study.notes(study.PROFILES.resolve("quick", teacher_freeze_embeddings=True)))
+    assert "word embeddings stay frozen" in frozen and "end to end" not in frozen
+    assert "linear schedule after 10% warm-up" in quick and "rows `tfidf`" in quick
     assert "Stratified subsets" in quick and "All AfriSenti rows" in paper
     assert f"{128**4 + 128**2:,} parameters" in paper and "faithful projection has" not in quick
     assert "mean nothing" in smoke and "mean nothing" not in quick
@@ -293,7 +323,10 @@ def test_notes_follow_the_parameters():
         "Sweeps not run: ablation, label_only, stage1, stage2, alpha, attention_layer, projection, student_size."
         in only_t
     )
-    assert not any("Sweeps not run" in line for line in study.notes(study.PROFILES.resolve("quick")))
+    assert "Sweeps not run: temperature, alpha, attention_layer, projection." in study.notes(
+        study.PROFILES.resolve("quick")
+    )
+    assert not any("Sweeps not run" in line for line in study.notes(study.PROFILES.resolve("smoke")))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -489,9 +522,18 @@ def test_run_rows_tables_and_saved_models(study_run):
     students = metrics[(metrics.model == "student") & metrics.language.notna()]
     assert set(students.config) == {"hybrid", "kd_only", "attention_only"} and len(students) == 6
     assert (metrics.model == "teacher").sum() == 2 + 1  # two languages' scores + the efficiency row
+    tfidf = metrics[metrics.model == "tfidf"]  # the bar, one row per language, on the teacher's train / test rows
+    assert sorted(tfidf.language) == ["aaa", "bbb"] and set(tfidf.config) == {"tfidf"}
+    assert tfidf.macro_f1.between(0, 1).all() and (tfidf.seed == result.params["seed"]).all()
+    bar = study.teacher_vs_tfidf(metrics)
+    assert list(bar.index) == ["aaa", "bbb"]
+    assert bar.loc["aaa", "tfidf_macro_f1"] == pytest.approx(tfidf.set_index("language").loc["aaa", "macro_f1"])
+    assert result.headline["tfidf_macro_f1"] == pytest.approx(tfidf.macro_f1.mean())
+    assert result.headline["teacher_at_or_above_tfidf"] is None  # smoke: no verdict on the bar
     assert set(metrics[metrics.kind == "efficiency"].model) == {"teacher", "1L-16H-2A"}
     tables = study.tables(result)
     assert {"data", "teacher", "efficiency", "ablation", "per_language", "paper", "loss_terms"} <= set(tables)
+    assert "tfidf" in tables["per_language"].index and tables["teacher_vs_tfidf"].equals(bar)
     paper = tables["paper"]
     assert paper.loc["average F1 (x100; ours macro-F1)", "paper student"] == study.PAPER["student_f1"]
     assert paper.loc["parameters", "our ratio"] == pytest.approx(
@@ -548,6 +590,9 @@ def test_run_rows_name_stage_1_stage_2_and_the_label_only_student(afrisenti_root
     effect = tables["label_only_effect"].iloc[0]
     assert effect["effect"] == pytest.approx(100 * (per_seed["hybrid"] - per_seed["label_only"]).mean())
     assert tables["label_only"].loc["label_only", "seeds"] == 2
+    arms = students[students.config.isin(["hybrid", "label_only"])]
+    assert arms.student_params.nunique() == 1  # the same student, with and without distillation
+    assert (arms.groupby(["config", "language", "seed"]).size() == 1).all()  # one row per language and seed
     scores = study.per_language_scores(result.metrics)  # the run's own seed, although hybrid ran at two
     assert scores.loc["aaa", "student_macro_f1"] == pytest.approx(result.headline["student_macro_f1"])
 

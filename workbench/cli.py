@@ -110,6 +110,23 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def lab_command(extra: Sequence[str]) -> list[str]:
+    """`jupyter lab` on the project's notebooks with the save hook that keeps them as committed."""
+    from workbench.runtime import project_root
+
+    return [
+        sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={project_root()}",
+        "--ContentsManager.pre_save_hook=workbench.jupyter_hooks.strip_on_save", *extra,
+    ]  # fmt: skip
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    command = lab_command(args.args)
+    print("starting:", " ".join(command[1:]), flush=True)
+    os.execv(command[0], command)  # JupyterLab takes over this process (Ctrl-C stops it as usual)
+    return 0
+
+
 def benchmark_names() -> list[str]:
     """Benchmarks available as `workbench bench NAME` (modules of `workbench.bench`)."""
     import workbench.bench
@@ -233,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     verdicts.add_argument("--profile", default=None, help="judge only this profile's runs (e.g. quick)")
     verdicts.add_argument("--settings", action="store_true", help="also every setting, not only each claim's answer")
     verdicts.set_defaults(func=_cmd_claims)
+
+    lab = sub.add_parser(
+        "lab",
+        help="JupyterLab on the project, saving notebooks as committed (git status stays clean after Run All)",
+        description="Start JupyterLab at the project root with workbench.jupyter_hooks.strip_on_save: a notebook in "
+        "notebooks/ is saved without outputs (the run's results are in reports/). Arguments go to `jupyter lab`.",
+    )
+    lab.add_argument("args", nargs=argparse.REMAINDER, help="arguments for jupyter lab, e.g. --port 8890")
+    lab.set_defaults(func=_cmd_lab)
 
     bench = sub.add_parser(
         "bench",

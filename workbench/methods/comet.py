@@ -795,16 +795,30 @@ def fine_tune_teacher(
     dev: pd.DataFrame,
     config: TrainConfig,
     max_length: int,
-    freeze_embeddings: bool = True,
+    freeze_embeddings: bool = False,
 ) -> pd.DataFrame:
-    """Fine-tune the teacher on labelled `train` rows (weighted cross-entropy, early stopping on `dev`), then freeze
-    every parameter. `freeze_embeddings` keeps the word embeddings fixed during fine-tuning (it saves the
-    optimizer's pass over the vocabulary matrix on CPU). Returns the per-epoch history."""
-    train_ds = labelled_dataset(tokenizer, train, max_length)
-    dev_ds = labelled_dataset(tokenizer, dev, max_length)
+    """Fine-tune the teacher end to end on labelled `train` rows (weighted cross-entropy, the config's schedule and
+    warm-up, early stopping on `dev` macro-F1), then freeze every parameter. Batches are length-grouped with dynamic
+    padding (`workbench.methods.finetune`): a step costs the batch's longest tweet, not `max_length`.
+    `freeze_embeddings` keeps the word embeddings fixed (the old frozen setting: cheaper, but MiniLM's English
+    WordPiece vocabulary then cannot adapt to African-language words). Returns the per-epoch history."""
+    from workbench.methods.finetune import LengthGroupedBatchSampler, PadCollator, token_items
+
+    train_items = token_items(tokenizer, train["text"].tolist(), train["label"].tolist(), max_length)
+    dev_items = token_items(tokenizer, dev["text"].tolist(), dev["label"].tolist(), max_length)
     if freeze_embeddings:
         teacher.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
-    history = fit(teacher, train_ds, dev_ds, config, num_classes=teacher.config.num_labels)
+    sampler = LengthGroupedBatchSampler.for_items(train_items, config.batch_size, seed=config.seed)
+    history = fit(
+        teacher,
+        train_items,
+        dev_items,
+        config,
+        collate_fn=PadCollator(tokenizer.pad_token_id or 0),
+        batch_sampler=sampler,
+        num_classes=teacher.config.num_labels,
+        desc="teacher",
+    )
     for p in teacher.parameters():
         p.requires_grad_(False)
     return history.frame()
