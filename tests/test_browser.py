@@ -467,7 +467,8 @@ def test_run_all_in_jupyterlab_leaves_git_clean_and_lists_the_run(fixture_data_d
             timeout=400_000,
         )
         saved_before = notebook.stat().st_mtime_ns
-        page.keyboard.press("Control+s")
+        page.locator(".lm-MenuBar-itemLabel", has_text="File").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Save Notebook").first.click()
         deadline = time.monotonic() + 30
         while notebook.stat().st_mtime_ns == saved_before and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -208,7 +208,8 @@ COMET_CLAIMS = (
 
 # BESSTIE (Srirag et al., Findings of ACL 2025) and the figurative-language study on it, study "besstie". Rows:
 # experiment (cross_variety / domain_shift / timing), task, source, train_variety, test_variety, in_variety, head
-# (linear / cnn / bilstm / crosstalk / crosstalk+pcgrad / spatten), seed.
+# (linear / cnn / bilstm / crosstalk / crosstalk+pcgrad / spatten), base (frozen / finetuned: what the head stood on;
+# paired on, so that a fine-tuned Linear row never pairs with, or is averaged into, a frozen-state one), seed.
 _BESSTIE_REF = "REFERENCES.md, BESSTIE: "
 _CROSS = {"experiment": "cross_variety"}
 _BERT_LARGE = {  # REFERENCES.md, BESSTIE table, BERT-Large row: macro-F1 en-AU / en-IN / en-UK
@@ -226,7 +227,7 @@ BESSTIE_CLAIMS = (
         arm_a={**_CROSS, "in_variety": True},
         arm_b={**_CROSS, "in_variety": False},
         arm_names=("in-variety", "cross-variety"),
-        pair_on=("test_variety", "head", "seed"),
+        pair_on=("test_variety", "head", "base", "seed"),
         per=("task", "source"),
         paper_effect=None,
         source=_BESSTIE_REF + "in-variety macro-F1 only (cross-variety results: heatmaps, no numbers)",
@@ -240,7 +241,7 @@ BESSTIE_CLAIMS = (
         arm_a={**_CROSS, "in_variety": True, "task": "Sentiment", "source": "Google", "test_variety": "en-IN"},
         arm_b={**_CROSS, "in_variety": True, "task": "Sentiment", "source": "Google", "test_variety": "en-UK"},
         arm_names=("en-IN (in-variety)", "en-UK (in-variety)"),
-        pair_on=("head", "seed"),
+        pair_on=("head", "base", "seed"),
         direction=-1,
         paper_effect=round(_BERT_LARGE["Sentiment", "Google"][1] - _BERT_LARGE["Sentiment", "Google"][2], 4),
         source=_BESSTIE_REF + "BERT-Large, Sentiment Google: en-IN .790, en-UK .926",
@@ -254,7 +255,7 @@ BESSTIE_CLAIMS = (
         arm_a={**_CROSS, "in_variety": True, "task": "Sarcasm", "source": "Reddit"},
         arm_b={**_CROSS, "in_variety": True, "task": "Sentiment", "source": "Reddit"},
         arm_names=("sarcasm (Reddit)", "sentiment (Reddit)"),
-        pair_on=("test_variety", "head", "seed"),
+        pair_on=("test_variety", "head", "base", "seed"),
         direction=-1,
         paper_effect=round(
             float(np.mean(_BERT_LARGE["Sarcasm", "Reddit"]) - np.mean(_BERT_LARGE["Sentiment", "Reddit"])), 4
@@ -270,7 +271,7 @@ BESSTIE_CLAIMS = (
         arm_a={**_CROSS, "head": "spatten"},
         arm_b={**_CROSS, "head": "linear"},
         arm_names=("SpAtten + Linear", "Linear"),
-        pair_on=("train_variety", "test_variety", "seed"),
+        pair_on=("train_variety", "test_variety", "base", "seed"),
         per=("task", "source"),
         margin=0.01,
         paper_effect=None,

@@ -17,13 +17,28 @@ from workbench.methods.probe import sklearn_probe
 from workbench.training import classification_metrics
 
 
+class TfidfText:
+    """The TF-IDF featurizer of the baseline as a fitted object: word 1–2-grams and character 2–5-grams (sublinear
+    term frequency, each block L2-normalised), `fit` on training texts only, `transform` any texts to a sparse
+    matrix. `tfidf_features` is `fit(train).transform(...)`."""
+
+    def __init__(self) -> None:
+        self.words = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+        self.chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
+
+    def fit(self, texts: Sequence[str]) -> TfidfText:
+        self.words.fit(texts)
+        self.chars.fit(texts)
+        return self
+
+    def transform(self, texts: Sequence[str]) -> csr_matrix:
+        return hstack([self.words.transform(texts), self.chars.transform(texts)]).tocsr()
+
+
 def tfidf_features(train_texts: Sequence[str], test_texts: Sequence[str]) -> tuple[csr_matrix, csr_matrix]:
     """Sparse TF-IDF features of word 1–2-grams and character 2–5-grams, fitted on the training texts only."""
-    words = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
-    train = hstack([words.fit_transform(train_texts), chars.fit_transform(train_texts)]).tocsr()
-    test = hstack([words.transform(test_texts), chars.transform(test_texts)]).tocsr()
-    return train, test
+    featurizer = TfidfText().fit(train_texts)
+    return featurizer.transform(train_texts), featurizer.transform(test_texts)
 
 
 def tfidf_predict(train_texts: Sequence[str], train_labels: Sequence[int], test_texts: Sequence[str]) -> np.ndarray:

@@ -1,5 +1,10 @@
-"""Figures and a widget for the BESSTIE study: cross-variety heatmaps (one per task x head, diagonal outlined,
-seeded-split cells starred), a head comparison beside the paper, domain-shift heatmaps, and the timing bars.
+"""Figures and a widget for the BESSTIE study: cross-variety heatmaps (one per task x head · base, diagonal outlined,
+seeded-split cells starred, mean ± std over seeds in the hover text), a head comparison beside the paper,
+domain-shift heatmaps, and the timing bars.
+
+A head is shown per base it stood on (`arm` = `head · base`: `linear · finetuned` is the encoder fine-tuned end to
+end with the Linear head, `cnn · frozen` a head on frozen token states); rows of older runs without a `base` column
+are frozen-state heads.
 
 All functions read the study's flat metric rows (`result.metrics` or `load_results(...)`), so they work on a
 fresh run and on a saved `results.json` alike. The paper's numbers come in as arguments (the study's `PAPER`).
@@ -20,11 +25,36 @@ SEEDED_MARK = "*"
 PaperScores = Mapping[str, Mapping[str, Mapping[str, float]]]  # task -> source -> variety -> macro-F1
 
 
-def _rows(metrics: pd.DataFrame, experiment: str, **equal) -> pd.DataFrame:
-    rows = metrics[metrics["experiment"] == experiment]
+def with_arms(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with `base` and `arm` (`head · base`) columns: rows of runs from before the base existed stood on frozen
+    states."""
+    if "arm" in rows and rows["arm"].notna().all():
+        return rows
+    base = rows["base"].fillna("frozen") if "base" in rows else pd.Series("frozen", index=rows.index, dtype=object)
+    return rows.assign(base=base, arm=[f"{h} · {b}" for h, b in zip(rows["head"], base)])
+
+
+def _select_arm(rows: pd.DataFrame, head: str) -> pd.DataFrame:
+    """The rows of one arm: `head` is an arm label (`linear · finetuned`) or a head name that only one base has."""
+    if head in set(rows["arm"]):
+        return rows[rows["arm"] == head]
+    picked = rows[rows["head"] == head]
+    arms = sorted(set(picked["arm"]))
+    if len(arms) > 1:
+        raise ValueError(f"head {head!r} ran on several bases in these rows: name one arm of {arms}")
+    return picked
+
+
+def _rows(metrics: pd.DataFrame, experiment: str, head: str | None = None, **equal) -> pd.DataFrame:
+    rows = with_arms(metrics[metrics["experiment"] == experiment])
     for column, value in equal.items():
         rows = rows[rows[column] == value]
-    return rows
+    return rows if head is None else _select_arm(rows, head)
+
+
+def _arms(rows: pd.DataFrame) -> list[str]:
+    """The arms of `rows`, in the order they first appear."""
+    return list(dict.fromkeys(rows["arm"]))
 
 
 def _task_sources(rows: pd.DataFrame) -> list[tuple[str, str]]:
@@ -33,16 +63,36 @@ def _task_sources(rows: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def cross_variety_matrix(
-    metrics: pd.DataFrame, task: str, source: str, head: str, value: str = "macro_f1"
+    metrics: pd.DataFrame, task: str, source: str, head: str, value: str = "macro_f1", stat: str = "mean"
 ) -> pd.DataFrame:
-    """Train variety (rows) x test variety (columns) of one task, source and head, averaged over seeds."""
-    rows = _rows(metrics, "cross_variety", task=task, source=source, head=head)
-    return rows.pivot_table(index="train_variety", columns="test_variety", values=value, aggfunc="mean")
+    """Train variety (rows) x test variety (columns) of one task, source and head (an arm label such as
+    `linear · finetuned`, or a head name that ran on one base only): the `stat` (mean, std, count) over seeds."""
+    rows = _rows(metrics, "cross_variety", head, task=task, source=source)
+    return rows.pivot_table(index="train_variety", columns="test_variety", values=value, aggfunc=stat)
+
+
+def seed_spread_text(metrics: pd.DataFrame, task: str, source: str, head: str) -> list[list[str]]:
+    """Hover text of a cross-variety matrix: `mean ± std (n seeds)` per cell (std 0 with one seed)."""
+    mean = cross_variety_matrix(metrics, task, source, head)
+    std = cross_variety_matrix(metrics, task, source, head, stat="std").reindex_like(mean)
+    count = cross_variety_matrix(metrics, task, source, head, stat="count").reindex_like(mean)
+    text = []
+    for train in mean.index:
+        line = []
+        for test in mean.columns:
+            m, sd, n = mean.loc[train, test], std.loc[train, test], count.loc[train, test]
+            if np.isnan(m):
+                line.append("")
+                continue
+            n = int(n)
+            line.append(f"{m:.3f} ± {0.0 if np.isnan(sd) else sd:.3f} ({n} seed{'s' if n != 1 else ''})")
+        text.append(line)
+    return text
 
 
 def domain_shift_matrix(metrics: pd.DataFrame, task: str, head: str, value: str = "macro_f1") -> pd.DataFrame:
     """Training set (rows) x BESSTIE test slice `variety source` (columns) of one task and head."""
-    rows = _rows(metrics, "domain_shift", task=task, head=head)
+    rows = _rows(metrics, "domain_shift", head, task=task)
     rows = rows.assign(test=rows["test_variety"] + " " + rows["source"])
     return rows.pivot_table(index="train_variety", columns="test", values=value, aggfunc="mean")
 
@@ -60,7 +110,7 @@ def _cell_text(matrix: pd.DataFrame, seeded: pd.DataFrame | None) -> list[list[s
 
 
 def _seeded_matrix(metrics: pd.DataFrame, task: str, source: str, head: str) -> pd.DataFrame:
-    rows = _rows(metrics, "cross_variety", task=task, source=source, head=head)
+    rows = _rows(metrics, "cross_variety", head, task=task, source=source)
     return rows.pivot_table(index="train_variety", columns="test_variety", values="seeded_split", aggfunc="max")
 
 
@@ -81,8 +131,9 @@ def _outline_diagonal(fig: go.Figure, matrix: pd.DataFrame, row: int | None = No
 
 
 def cross_variety_heatmap(metrics: pd.DataFrame, task: str, source: str, head: str) -> go.Figure:
-    """Macro-F1 of one head: train variety (rows) x test variety (columns); the in-variety diagonal is outlined and
-    cells that use the seeded en-IN Google split carry a star."""
+    """Macro-F1 of one head (or arm, `linear · finetuned`): train variety (rows) x test variety (columns), the mean
+    over seeds; the in-variety diagonal is outlined, cells that use the seeded en-IN Google split carry a star, and
+    the hover text gives mean ± std over the seeds."""
     matrix = cross_variety_matrix(metrics, task, source, head)
     fig = heatmap_figure(
         matrix,
@@ -91,15 +142,18 @@ def cross_variety_heatmap(metrics: pd.DataFrame, task: str, source: str, head: s
         y_title="train variety",
     )
     fig.data[0].text = _cell_text(matrix, _seeded_matrix(metrics, task, source, head))
+    fig.data[0].customdata = seed_spread_text(metrics, task, source, head)
+    fig.data[0].hovertemplate = "train %{y} → test %{x}: %{customdata}<extra></extra>"
     _outline_diagonal(fig, matrix)
     fig.update_layout(width=460, height=400)
     return fig
 
 
 def cross_variety_grid(metrics: pd.DataFrame, heads: list[str] | None = None) -> go.Figure:
-    """All cross-variety matrices at once: tasks down, heads across, one colour scale (0 to 1)."""
+    """All cross-variety matrices at once: tasks down, heads (arms: `head · base`) across, one colour scale (0 to 1);
+    the hover text of each cell gives mean ± std over the seeds."""
     rows = _rows(metrics, "cross_variety")
-    heads = heads or list(dict.fromkeys(rows["head"]))
+    heads = heads or _arms(rows)
     tasks = _task_sources(rows)
     fig = make_subplots(
         rows=len(tasks),
@@ -110,18 +164,20 @@ def cross_variety_grid(metrics: pd.DataFrame, heads: list[str] | None = None) ->
     )
     for r, (task, source) in enumerate(tasks, start=1):
         for c, head in enumerate(heads, start=1):
-            matrix = cross_variety_matrix(metrics, task, source, head)
-            if matrix.empty:
+            if not ((rows["task"] == task) & (rows["source"] == source) & (rows["arm"] == head)).any():
                 continue
+            matrix = cross_variety_matrix(metrics, task, source, head)
             fig.add_trace(
                 go.Heatmap(
                     z=matrix.to_numpy(dtype=float),
                     x=list(matrix.columns),
                     y=list(matrix.index),
                     text=_cell_text(matrix, _seeded_matrix(metrics, task, source, head)),
+                    customdata=seed_spread_text(metrics, task, source, head),
                     texttemplate="%{text}",
                     coloraxis="coloraxis",
-                    hovertemplate=f"{task} {source} {head}<br>train %{{y}} → test %{{x}}: %{{text}}<extra></extra>",
+                    hovertemplate=f"{task} {source} {head}<br>train %{{y}} → test %{{x}}: %{{customdata}}"
+                    "<extra></extra>",
                 ),
                 row=r,
                 col=c,
@@ -141,28 +197,31 @@ def cross_variety_grid(metrics: pd.DataFrame, heads: list[str] | None = None) ->
 def head_comparison_figure(
     metrics: pd.DataFrame, paper: PaperScores | None = None, paper_label: str = "paper BERT-Large"
 ) -> go.Figure:
-    """In-variety macro-F1 of every head per task, source and variety (bars), with the paper's scores
-    (`paper[task][source][variety]`, e.g. the study's `PAPER["bert_large_macro_f1"]`) as black diamonds."""
+    """In-variety macro-F1 of every head · base per task, source and variety (bars: mean over seeds, error bars: std),
+    with the paper's scores (`paper[task][source][variety]`, e.g. the study's `PAPER["bert_large_macro_f1"]`) as
+    black diamonds."""
     rows = _rows(metrics, "cross_variety")
     tasks = _task_sources(rows)
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=[f"{t} · {s}" for t, s in tasks], shared_yaxes=True)
-    heads = list(dict.fromkeys(rows["head"]))
-    colours = dict(zip(heads, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")))
+    heads = _arms(rows)
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+    colours = dict(zip(heads, palette))
     for c, (task, source) in enumerate(tasks, start=1):
         part = rows[(rows["task"] == task) & (rows["source"] == source)]
         diag = part[part["in_variety"].astype(bool)]
         for head in heads:
-            mine = diag[diag["head"] == head].groupby("test_variety")["macro_f1"].mean()
+            mine = diag[diag["arm"] == head].groupby("test_variety")["macro_f1"].agg(["mean", "std"])
             fig.add_bar(
                 x=list(mine.index),
-                y=mine.to_numpy(),
+                y=mine["mean"].to_numpy(),
+                error_y=dict(type="data", array=mine["std"].fillna(0.0).to_numpy()),
                 name=head,
                 marker_color=colours.get(head),
                 legendgroup=head,
                 showlegend=c == 1,
                 row=1,
                 col=c,
-                hovertemplate=f"{head} %{{x}}: %{{y:.3f}}<extra>in-variety</extra>",
+                hovertemplate=f"{head} %{{x}}: %{{y:.3f}} ± %{{error_y.array:.3f}}<extra>in-variety</extra>",
             )
         reference = (paper or {}).get(task, {}).get(source, {})
         if not reference:
@@ -193,7 +252,7 @@ def domain_shift_heatmap(metrics: pd.DataFrame, task: str, heads: list[str] | No
     """Macro-F1 of models trained on Twitter / Bicodemix (rows, one block per head) tested on each BESSTIE
     variety and source (columns), without adaptation."""
     rows = _rows(metrics, "domain_shift", task=task)
-    heads = heads or list(dict.fromkeys(rows["head"]))
+    heads = heads or _arms(rows)
     blocks = []
     for head in heads:
         matrix = domain_shift_matrix(metrics, task, head)
@@ -245,17 +304,29 @@ def heatmap_explorer(metrics: pd.DataFrame):
     slices = [f"{t} · {s}" for t, s in _task_sources(rows)]
     wide = {"description_width": "initial"}
     task_source = widgets.Dropdown(options=slices, description="task · source", style=wide)
-    head = widgets.Dropdown(options=list(dict.fromkeys(rows["head"])), description="head", style=wide)
+
+    def arms_of(value: str) -> list[str]:  # the arms with rows in one task · source (fine-tuned: sentiment only)
+        task, source = value.split(" · ", 1)
+        return _arms(rows[(rows["task"] == task) & (rows["source"] == source)])
+
+    head = widgets.Dropdown(options=arms_of(slices[0]), description="head · base", style=wide)
     output = widgets.Output()
     explorer = widgets.VBox([widgets.HBox([task_source, head]), output])
     explorer.add_class("wb-besstie-explorer")
 
     def show(_=None) -> None:
-        task, source = task_source.value.split(" · ")
+        task, source = task_source.value.split(" · ", 1)
         explorer.figure = cross_variety_heatmap(metrics, task, source, head.value)
         show_in(output, explorer.figure)
 
-    task_source.observe(show, names="value")
+    def new_slice(_=None) -> None:
+        options, kept = arms_of(task_source.value), head.value
+        with head.hold_trait_notifications():
+            head.options = options
+            head.value = kept if kept in options else options[0]
+        show()
+
+    task_source.observe(new_slice, names="value")
     head.observe(show, names="value")
     show()
     return explorer
