@@ -14,9 +14,11 @@ from workbench.profiles import ParameterError
 from workbench.registry import build
 from workbench.studies.besstie import (
     CROSS_VARIETY_TASKS,
+    FINETUNE_SOURCES,
     HEAD_VARIANTS,
     PAPER,
     PROFILES,
+    finetune_seeds,
     headline,
     load,
     load_seed,
@@ -26,8 +28,11 @@ from workbench.studies.besstie import (
     recipe,
     run,
     run_cross_variety,
+    run_finetuned,
     seconds_per_batch,
     tables,
+    target_statement,
+    target_table,
     timing_table,
 )
 from workbench.viz.besstie import cross_variety_matrix
@@ -88,11 +93,16 @@ def test_every_matrix_cell_is_a_metric_row(smoke_run):
     cells = metrics[metrics["experiment"] == "cross_variety"]
     for task, source in CROSS_VARIETY_TASKS:
         for head in HEAD_VARIANTS:
-            matrix = cross_variety_matrix(metrics, task, source, head)
+            matrix = cross_variety_matrix(metrics, task, source, f"{head} · frozen")
             assert matrix.shape == (3, 3), (task, source, head)
             assert matrix.notna().all().all()
-    assert len(cells) == len(CROSS_VARIETY_TASKS) * len(HEAD_VARIANTS) * 9
-    required = {"task", "source", "head", "train_variety", "test_variety", "macro_f1", "seed", "seeded_split"}
+    for source in FINETUNE_SOURCES:  # smoke fine-tunes the tiny encoder with the Linear head on both sources
+        assert cross_variety_matrix(metrics, "Sentiment", source, "linear · finetuned").notna().all().all()
+    frozen, tuned = cells[cells["base"] == "frozen"], cells[cells["base"] == "finetuned"]
+    assert len(frozen) == len(CROSS_VARIETY_TASKS) * len(HEAD_VARIANTS) * 9 and len(tuned) == 2 * 9
+    assert set(tuned["head"]) == {"linear"} and set(tuned["task"]) == {"Sentiment"}
+    assert (cells["arm"] == cells["head"] + " · " + cells["base"]).all()
+    required = {"task", "source", "head", "base", "train_variety", "test_variety", "macro_f1", "seed", "seeded_split"}
     assert required <= set(cells.columns)
     assert cells["macro_f1"].between(0, 1).all()
     involves_in_google = (cells["source"] == "Google") & (
@@ -147,7 +157,11 @@ def test_notes_follow_the_parameters():
     text = " ".join(quick)
     assert "Encoder minilm frozen" in text and "mean of the last 4 layers" in text and "max_length 128" in text
     assert "instead of the [CLS] state" in text and "at most 2000 rows" in text
-    assert "Domain shift without the bilstm head(s)." in quick and "Seeds: 0 (1 run per cell)." in quick
+    assert (
+        "Domain shift without the bilstm head(s)." in quick and "Head experiments' seeds: 0 (1 run per cell)." in quick
+    )
+    assert "encoder minilm fine-tuned end to end with mean pooling" in text and "Google seeds 0, 1, 2" in text
+    assert "Reddit seed 0" in text and "lr 5e-05" in text and "stand on the frozen encoder (seed 0)" in text
     assert "frozen, the pruned pass computed once and cached" in text and "decays to 50% of each text's" in text
     assert "kept tokens' states (the mean of the last 4 layers, mean over the kept tokens)" in text
     assert "Bicodemix: only its English (en) comments (lang_id), as in the study" in text
@@ -160,9 +174,12 @@ def test_notes_follow_the_parameters():
     assert "and 50% of the heads" in mixed
     assert not any("SpAtten" in n for n in notes(PROFILES.resolve("quick", heads=["linear"], domain_heads=["cnn"])))
     assert "lr 2e-05" in text and "batch 8" in text and "up to 30 epochs" in text
-    few = notes(PROFILES.resolve("quick", varieties=["en-AU"], domain_sources=[], seeds=[0, 1, 2]))
+    few = notes(PROFILES.resolve("quick", varieties=["en-AU"], domain_sources=[], seeds=[0, 1, 2], head_seeds=None))
     assert not any("en-IN" in note for note in few) and not any("Domain shift" in note for note in few)
-    assert "Seeds: 0, 1, 2 (3 runs per cell)." in few
+    assert "Head experiments' seeds: 0, 1, 2 (3 runs per cell)." in few
+    frozen = " ".join(notes(PROFILES.resolve("quick", base="frozen")))
+    assert "base='frozen'" in frozen and "fine-tuned end to end with mean pooling" not in frozen
+    assert "Seeds: 0 (1 run per cell)." in frozen
 
 
 def test_profiles_check_their_values():
@@ -211,7 +228,9 @@ def test_run_on_given_data_for_two_seeds_and_restores_the_thread_count(fixture_d
     result = run(params, data=data, progress=False)
     assert torch.get_num_threads() == before
     cells = result.metrics[result.metrics["experiment"] == "cross_variety"]
-    assert sorted(cells["seed"].unique()) == [0, 1] and len(cells) == 2 * 3
+    frozen = cells[cells["base"] == "frozen"]
+    assert sorted(frozen["seed"].unique()) == [0, 1] and len(frozen) == 2 * 3
+    assert len(cells[cells["base"] == "finetuned"]) == 2 * 2  # 2 seeds x (Google, Reddit) sentiment
     assert "load data" in result.timings
 
 
@@ -237,20 +256,23 @@ def test_figures_and_widget(smoke_run):
     )
 
     metrics = smoke_run.metrics
-    fig = cross_variety_heatmap(metrics, "Sentiment", "Google", "linear")
+    with pytest.raises(ValueError, match="several bases"):  # linear ran frozen and fine-tuned: name the arm
+        cross_variety_heatmap(metrics, "Sentiment", "Google", "linear")
+    fig = cross_variety_heatmap(metrics, "Sentiment", "Google", "linear · frozen")
     text = np.array(fig.data[0].text)
     assert text.shape == (3, 3)
     assert all(cell.endswith(SEEDED_MARK) for cell in text[:, 1]) and not text[0, 0].endswith(SEEDED_MARK)
     assert len(fig.layout.shapes) == 3  # the outlined diagonal
-    assert len(cross_variety_grid(metrics).data) == len(CROSS_VARIETY_TASKS) * len(HEAD_VARIANTS)
+    # every frozen head on every task, and the fine-tuned Linear head on the two sentiment sources
+    assert len(cross_variety_grid(metrics).data) == len(CROSS_VARIETY_TASKS) * len(HEAD_VARIANTS) + 2
     assert len(head_comparison_figure(metrics).data) > 0
     rows = domain_shift_heatmap(metrics, "Sentiment").data[0].y  # single-task heads on both sources, CrossTalk on one
     assert sorted(rows) == [
-        "Bicodemix · crosstalk+pcgrad",
-        "Bicodemix · linear",
-        "Bicodemix · spatten",
-        "Twitter · linear",
-        "Twitter · spatten",
+        "Bicodemix · crosstalk+pcgrad · frozen",
+        "Bicodemix · linear · frozen",
+        "Bicodemix · spatten · frozen",
+        "Twitter · linear · frozen",
+        "Twitter · spatten · frozen",
     ]
     assert len(timing_figure(metrics, PAPER["seconds_per_batch"]).data) == 3  # two modes + the paper's diamonds
     assert len(timing_figure(metrics).data) == 2  # without paper numbers: the two modes only
@@ -258,9 +280,12 @@ def test_figures_and_widget(smoke_run):
     assert len(paper_marks) == 3 and list(paper_marks[0].y) == [0.935, 0.790, 0.926]
     widget = heatmap_explorer(metrics)
     task_source, head = widget.children[0].children
-    head.value = "cnn"
-    task_source.value = "Sarcasm · Reddit"
-    assert widget.figure.layout.title.text == "Sarcasm · Reddit · cnn: macro-F1"
+    assert "linear · finetuned" in head.options
+    head.value = "linear · finetuned"
+    task_source.value = "Sarcasm · Reddit"  # no fine-tuned sarcasm rows: the arm falls back to one that has them
+    assert "linear · finetuned" not in head.options and widget.figure.layout.title.text.startswith("Sarcasm")
+    head.value = "cnn · frozen"
+    assert widget.figure.layout.title.text == "Sarcasm · Reddit · cnn · frozen: macro-F1"
     shown = widget.children[1].outputs  # after three renders the Output widget holds one display, not three
     assert len(shown) == 1 and shown[0]["output_type"] == "display_data"
 
@@ -283,11 +308,11 @@ def test_a_grid_over_train_varieties_gives_the_cells_of_one_run(fixture_data):
     """Issue 18: runs on train_varieties [en-AU] and [en-UK] hold, together, exactly the cross-variety cells of one run
     on both (each tested on every variety of `varieties`)."""
     common = dict(heads=["linear", "crosstalk+pcgrad"], domain_sources=[], timing_end_to_end=False)
-    keys = ["task", "source", "head", "train_variety", "test_variety", "seed"]
+    keys = ["task", "source", "head", "base", "train_variety", "test_variety", "seed"]
 
     def cells(train_varieties):
         result = run(_params(**common, train_varieties=train_varieties), progress=False)
-        rows = result.metrics[result.metrics["experiment"] == "cross_variety"]
+        rows = result.metrics[result.metrics["experiment"] == "cross_variety"].drop(columns="train_seconds")
         return result, rows.sort_values(keys).reset_index(drop=True)
 
     parts = [cells([variety]) for variety in ("en-AU", "en-UK")]
@@ -297,7 +322,8 @@ def test_a_grid_over_train_varieties_gives_the_cells_of_one_run(fixture_data):
         assert any(f"trained on {variety} (the matrices' rows)" in note for note in result.notes)
         assert {name.split("/")[-1] for name in result.removed} == {variety}  # only its own training sets loaded
     assert set(expected["train_variety"]) == {"en-AU", "en-UK"}
-    assert len(expected) == 2 * 3 * (3 + 3)  # 2 rows x 3 columns x (linear: 3 tasks, CrossTalk: 3 tasks)
+    # 2 rows x 3 columns x (frozen linear: 3 tasks, CrossTalk: 3 tasks, fine-tuned linear: 2 sentiment sources)
+    assert len(expected) == 2 * 3 * (3 + 3 + 2)
     joined = pd.concat([rows for _, rows in parts]).sort_values(keys).reset_index(drop=True)
     pd.testing.assert_frame_equal(joined, expected)
     assert not any("other runs" in note for note in notes(_params(train_varieties=list(VARIETIES))))
@@ -411,3 +437,137 @@ def test_pruned_states_with_nothing_pruned_are_the_dense_states():
         np.testing.assert_allclose(same.states.astype(np.float32), dense.states.astype(np.float32), atol=1e-3)
         pruned = pruned_token_states(texts, encoder, PruneSchedule((1.0, 0.5), (1.0, 1.0)), max_length=32, cache=False)
         assert (pruned.mask.sum(1) < dense.mask.sum(1)).all()
+
+
+# ---------------------------------------------------------------------------------------------- fine-tuned base
+
+
+def _tuned_params(**overrides):
+    small = dict(heads=["linear"], domain_sources=[], varieties=["en-AU"], timing_end_to_end=False)
+    return _params(**{**small, **overrides})
+
+
+def test_base_switches_between_fine_tuned_and_frozen_rows(fixture_data, monkeypatch):
+    """Issue 14: base='finetuned' adds Linear rows from the encoder fine-tuned end to end (its weights change with
+    training, lr 0 leaves them as pretrained) and leaves the frozen-state rows exactly as base='frozen' gives them."""
+    import workbench.studies.besstie as besstie
+    from workbench.encoders import load_encoder
+
+    tuned = run(_tuned_params(base="finetuned"), progress=False).metrics
+    frozen = run(_tuned_params(base="frozen"), progress=False).metrics
+    assert set(frozen["base"]) == {"frozen"} and set(tuned["base"]) == {"finetuned", "frozen"}
+    ft = tuned[tuned["base"] == "finetuned"]
+    assert set(zip(ft["task"], ft["source"])) == {("Sentiment", "Google"), ("Sentiment", "Reddit")}
+    assert set(ft["head"]) == {"linear"} and (ft["arm"] == "linear · finetuned").all() and len(ft) == 2
+    assert (ft["train_seconds"] > 0).all() and ft["macro_f1"].between(0, 1).all()
+    same = tuned[tuned["base"] == "frozen"].dropna(axis=1, how="all").reset_index(drop=True)
+    pd.testing.assert_frame_equal(same, frozen.dropna(axis=1, how="all").reset_index(drop=True))
+    # the fine-tuned encoder: weights moved by training, unchanged at lr 0
+    models = []
+    monkeypatch.setattr(besstie, "classifier_logits", lambda model, *a, **k: models.append(model) or np.zeros((1, 2)))
+    data = load_seed(_tuned_params(), seed=0)
+    data.test = {k: v.iloc[:1] for k, v in data.test.items()}
+    pretrained = load_encoder("tiny").model.state_dict()
+    for lr, moved in ((1e-2, True), (0.0, False)):
+        models.clear()
+        run_finetuned(data, _tuned_params(ft_lr=lr, ft_epochs=2), ["Google"], progress=False)
+        weights = models[0].encoder.state_dict()
+        changed = [name for name, value in pretrained.items() if not torch.equal(value, weights[name])]
+        assert bool(changed) is moved, (lr, changed[:3])
+
+
+def test_each_seed_gives_one_fine_tuned_row_per_cell(fixture_data):
+    params = _tuned_params(seeds=[0, 1, 2], head_seeds=[0], finetune_seed_caps={"Reddit": 1})
+    assert sorted(load(params)) == [0, 1, 2] and finetune_seeds(params, "Reddit") == [0]
+    metrics = run(params, progress=False).metrics
+    cells = metrics[metrics["experiment"] == "cross_variety"]
+    ft = cells[cells["base"] == "finetuned"]
+    assert sorted(ft.loc[ft["source"] == "Google", "seed"]) == [0, 1, 2]  # one row per seed
+    assert list(ft.loc[ft["source"] == "Reddit", "seed"]) == [0]  # capped at one seed
+    assert set(cells.loc[cells["base"] == "frozen", "seed"]) == {0}  # head experiments: head_seeds only
+    table = target_table(metrics).set_index(["base", "test_variety"])
+    assert table.loc[("finetuned", "en-AU"), "seeds"] == 3 and table.loc[("frozen", "en-AU"), "seeds"] == 1
+    google = ft[ft["source"] == "Google"]["macro_f1"]
+    assert table.loc[("finetuned", "en-AU"), "mean"] == pytest.approx(google.mean())
+    assert table.loc[("finetuned", "en-AU"), "std"] == pytest.approx(google.std())
+
+
+def _seed_rows(values: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
+    """Cross-variety Google sentiment rows of the Linear head: (base, train, test) -> macro-F1 per seed."""
+    return pd.DataFrame(
+        {
+            "experiment": "cross_variety",
+            "task": "Sentiment",
+            "source": "Google",
+            "head": "linear",
+            "base": base,
+            "arm": f"linear · {base}",
+            "train_variety": train,
+            "test_variety": test,
+            "in_variety": train == test,
+            "seeded_split": False,
+            "macro_f1": value,
+            "seed": seed,
+        }
+        for (base, train, test), scores in values.items()
+        for seed, value in enumerate(scores)
+    )
+
+
+def test_hover_text_carries_mean_and_std_over_seeds():
+    from workbench.viz.besstie import cross_variety_grid, cross_variety_heatmap, head_comparison_figure
+
+    rows = _seed_rows(
+        {
+            ("finetuned", "en-AU", "en-AU"): [0.90, 0.92, 0.94],
+            ("finetuned", "en-AU", "en-UK"): [0.80, 0.80, 0.80],
+            ("finetuned", "en-UK", "en-AU"): [0.85, 0.87, 0.89],
+            ("finetuned", "en-UK", "en-UK"): [0.91, 0.93, 0.95],
+            ("frozen", "en-AU", "en-AU"): [0.88],
+        }
+    )
+    fig = cross_variety_heatmap(rows, "Sentiment", "Google", "linear · finetuned")
+    hover = np.array(fig.data[0].customdata)
+    assert hover[0, 0] == "0.920 ± 0.020 (3 seeds)" and hover[0, 1] == "0.800 ± 0.000 (3 seeds)"
+    assert "%{customdata}" in fig.data[0].hovertemplate and np.array(fig.data[0].text)[0, 0] == "0.920"
+    grid = cross_variety_grid(rows)
+    by_arm = {trace.hovertemplate.split("<br>")[0]: trace for trace in grid.data}
+    assert np.array(by_arm["Sentiment Google linear · finetuned"].customdata)[1, 1] == "0.930 ± 0.020 (3 seeds)"
+    assert np.array(by_arm["Sentiment Google linear · frozen"].customdata)[0, 0] == "0.880 ± 0.000 (1 seed)"
+    bars = {t.name: t for t in head_comparison_figure(rows).data}
+    assert list(bars["linear · finetuned"].error_y.array) == pytest.approx([0.02, 0.02])
+
+
+def test_target_is_judged_from_the_rows():
+    met = _seed_rows(
+        {
+            ("finetuned", "en-AU", "en-AU"): [0.90, 0.92, 0.94],
+            ("finetuned", "en-UK", "en-UK"): [0.91, 0.93, 0.95],
+            ("frozen", "en-AU", "en-AU"): [0.885],
+            ("frozen", "en-UK", "en-UK"): [0.897],
+        }
+    )
+    table = target_table(met)
+    assert table[table["base"] == "finetuned"]["met"].all() and not table[table["base"] == "frozen"]["met"].any()
+    statement = target_statement(met)
+    assert ": met in this run: en-AU 0.920 ± 0.020 (3 seed(s)), en-UK 0.930 ± 0.020 (3 seed(s))" in statement
+    assert "frozen-state Linear head: en-AU 0.885, en-UK 0.897" in statement
+    low = met.assign(macro_f1=np.where(met["test_variety"] == "en-UK", met["macro_f1"] - 0.05, met["macro_f1"]))
+    assert "NOT met" in target_statement(low) and "What it would take" in target_statement(low)
+    two = met[met["seed"] < 2]  # the mean clears 0.90, but over fewer than 3 seeds
+    assert "NOT met" in target_statement(two)
+    assert "not tested" in target_statement(met[met["base"] == "frozen"])
+    assert headline(met)["google_sentiment_en-AU_linear_macro_f1"] == pytest.approx(0.92)
+    assert headline(met)["google_sentiment_en-AU_linear_frozen_macro_f1"] == pytest.approx(0.885)
+
+
+def test_the_spatten_claim_pairs_the_frozen_linear_rows_only():
+    """A fine-tuned Linear row is never averaged into the frozen one that the SpAtten + Linear head is judged against."""
+    from workbench.claims import claims_for, verdicts
+
+    rows = _seed_rows({("frozen", "en-AU", "en-AU"): [0.80, 0.81, 0.82], ("finetuned", "en-AU", "en-AU"): [0.95] * 3})
+    spatten = rows[rows["base"] == "frozen"].assign(head="spatten", arm="spatten · frozen", macro_f1=[0.79, 0.80, 0.81])
+    rows = pd.concat([rows, spatten], ignore_index=True).assign(study="besstie", profile="quick", run="r")
+    claim = [c for c in claims_for("besstie") if c.id == "besstie-spatten-head"]
+    table = verdicts(rows, claim)
+    assert table["mean_b"].iloc[0] == pytest.approx(0.81) and table["n"].iloc[0] == 3

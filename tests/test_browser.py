@@ -467,11 +467,14 @@ def test_run_all_in_jupyterlab_leaves_git_clean_and_lists_the_run(fixture_data_d
             timeout=400_000,
         )
         saved_before = notebook.stat().st_mtime_ns
-        page.locator(".lm-MenuBar-itemLabel", has_text="File").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Save Notebook").first.click()
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.keyboard.press("Control+s")
         deadline = time.monotonic() + 30
         while notebook.stat().st_mtime_ns == saved_before and time.monotonic() < deadline:
             time.sleep(0.5)
+        if notebook.stat().st_mtime_ns == saved_before:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "git_clean_save_failure.png"), full_page=True)
         assert notebook.stat().st_mtime_ns != saved_before, "JupyterLab did not save the notebook"
         offline.assert_clean()
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)

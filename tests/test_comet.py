@@ -530,6 +530,7 @@ def test_run_rows_tables_and_saved_models(study_run):
     assert bar.loc["aaa", "tfidf_macro_f1"] == pytest.approx(tfidf.set_index("language").loc["aaa", "macro_f1"])
     assert result.headline["tfidf_macro_f1"] == pytest.approx(tfidf.macro_f1.mean())
     assert result.headline["teacher_at_or_above_tfidf"] is None  # smoke: no verdict on the bar
+    assert "no verdict on the bar" in result.tfidf_verdict and result.tfidf_verdict in result.notes
     assert set(metrics[metrics.kind == "efficiency"].model) == {"teacher", "1L-16H-2A"}
     tables = study.tables(result)
     assert {"data", "teacher", "efficiency", "ablation", "per_language", "paper", "loss_terms"} <= set(tables)

@@ -13,6 +13,11 @@ contrastive learning** (Khosla et al. 2020) pulls same-label reviews of a batch 
 representation; it is added to cross-entropy with a weight and used in training only. The baselines and the
 text-model registry are in `workbench.methods.textmodels`; the study (profiles, data, tables) in
 `workbench.studies.multilevel`.
+
+The same layers also run **on a pretrained encoder's token states** (`MultiLevelStateClassifier`): a linear
+projection of the states (hidden -> d_model) replaces the token and position embeddings (the states already carry
+context and position), then the same encoder layers, pooling and classifier. The plain baselines on the same states
+(mean pooling + linear, a BiLSTM) are in `workbench.methods.textmodels`.
 """
 
 from __future__ import annotations
@@ -138,9 +143,10 @@ def feed_forward_cost(d_model: int, hidden: int, tokens: int = 1) -> dict[str, i
 
 
 class EncoderLayer(nn.Module):
-    """Pre-norm transformer layer: x + Attn(LN(x)), then x + FFN(LN(x))."""
+    """Pre-norm transformer layer: x + Attn(LN(x)), then x + FFN(LN(x)). `config`: a `MultiLevelConfig` or a
+    `StateHeadConfig` (the sizes and switches they share)."""
 
-    def __init__(self, config: MultiLevelConfig):
+    def __init__(self, config: MultiLevelConfig | StateHeadConfig):
         super().__init__()
         c = config
         hidden = c.d_ff // c.bottleneck_ratio if c.lightweight else c.d_ff
@@ -154,7 +160,27 @@ class EncoderLayer(nn.Module):
         return x + self.dropout(self.feed_forward(self.norm2(x)))
 
 
-class MultiLevelClassifier(nn.Module, HubModule):
+class AttentionMapsMixin:
+    """`attention_maps(*inputs)` for a classifier with `layers` of `EncoderLayer` and a `features(*inputs)`."""
+
+    @torch.no_grad()
+    def attention_maps(self, *inputs: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Per layer: `global` and `local` weights (batch, heads, L, L) and the mean `gate` (batch, L), in eval mode."""
+        was_training = self.training
+        self.eval()
+        for layer in self.layers:
+            layer.attention.keep_weights = True
+        try:
+            self.features(*inputs)
+            return [dict(layer.attention.last_weights) for layer in self.layers]
+        finally:
+            for layer in self.layers:
+                layer.attention.keep_weights = False
+                layer.attention.last_weights = {}
+            self.train(was_training)
+
+
+class MultiLevelClassifier(AttentionMapsMixin, nn.Module, HubModule):
     """Token + position embeddings, `num_layers` encoder layers, masked mean pooling, linear classifier.
 
     `forward(input_ids, attention_mask) -> logits`; `features(...) -> (logits, pooled)` for the contrastive loss
@@ -188,21 +214,55 @@ class MultiLevelClassifier(nn.Module, HubModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.features(input_ids, attention_mask)[0]
 
-    @torch.no_grad()
-    def attention_maps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Per layer: `global` and `local` weights (batch, heads, L, L) and the mean `gate` (batch, L), in eval mode."""
-        was_training = self.training
-        self.eval()
+
+@dataclass
+class StateHeadConfig:
+    """Architecture of a transformer head over pretrained token states (hidden `input_size`): projection to
+    `d_model`, `num_layers` layers; `multi_level=False, lightweight=False` is the plain-transformer baseline."""
+
+    input_size: int
+    num_classes: int = 2
+    d_model: int = 64
+    num_layers: int = 1
+    num_heads: int = 4
+    d_ff: int = 256
+    dropout: float = 0.1
+    multi_level: bool = True
+    window: int = 8
+    lightweight: bool = False
+    bottleneck_ratio: int = 4
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class MultiLevelStateClassifier(AttentionMapsMixin, nn.Module, HubModule):
+    """Linear projection of the encoder's token states (hidden -> d_model), `num_layers` encoder layers (global +
+    local attention or plain; full or lightweight feed-forward), masked mean pooling, linear classifier.
+
+    `forward(states, mask) -> logits`; `features(states, mask) -> (logits, pooled)` as `MultiLevelClassifier`."""
+
+    def __init__(self, config: StateHeadConfig):
+        super().__init__()
+        c = self.config = config
+        self.projection = nn.Linear(c.input_size, c.d_model)
+        self.layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.num_layers))
+        self.norm = nn.LayerNorm(c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
+        self.classifier = nn.Linear(c.d_model, c.num_classes)
+
+    def features(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key_mask = mask.bool()
+        x = self.dropout(self.projection(states))
         for layer in self.layers:
-            layer.attention.keep_weights = True
-        try:
-            self.features(input_ids, attention_mask)
-            return [dict(layer.attention.last_weights) for layer in self.layers]
-        finally:
-            for layer in self.layers:
-                layer.attention.keep_weights = False
-                layer.attention.last_weights = {}
-            self.train(was_training)
+            x = layer(x, key_mask)
+        x = self.norm(x)
+        weights = key_mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.classifier(self.dropout(pooled)), pooled
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.features(states, mask)[0]
 
 
 def supervised_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -232,7 +292,8 @@ def contrastive_objective(
 ) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]:
     """A `loss_fn(model, batch)` for `workbench.training.fit`: CE + weight * SupCon on the pooled representation.
 
-    Batches are `(input_ids, attention_mask, labels)`; the model must have `features(...) -> (logits, pooled)`.
+    Batches are `(*inputs, labels)` (token ids and mask, or token states and mask); the model must have
+    `features(*inputs) -> (logits, pooled)`.
     """
 
     def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:

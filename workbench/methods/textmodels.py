@@ -5,6 +5,13 @@ Every model takes `(input_ids, attention_mask)` and returns logits, so one train
 `workbench.methods.multilevel`: `workbench.registry.build("text_model", name, vocab_size, num_classes, **sizes)`.
 Reviews are tokenized with the offline default tokenizer (MiniLM's uncased WordPiece) and the ids are cached on
 disk per (tokenizer, max_length, texts), since tokenizing tens of thousands of reviews is not free.
+
+On a pretrained encoder instead (`base="pretrained"` in the study): `head_tail_ids` keeps a review's first and last
+tokens (the end of a review often holds its verdict), `finetune_on_ids` fine-tunes the encoder with mean pooling and a
+linear head (`workbench.methods.finetune`), `encode_states` runs it once over a set of reviews and keeps every
+token's final state (float16) with the encoder's own logits, and the models of `STATE_MODELS` (mean pooling + linear,
+BiLSTM, plain transformer, multi-level variants) all train on those same cached states (`StateDataset` +
+`StateCollator`) through `train_text_model`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from workbench.encoders import cache_dir
 from workbench.methods.multilevel import (
     MultiLevelClassifier,
     MultiLevelConfig,
+    MultiLevelStateClassifier,
+    StateHeadConfig,
     contrastive_objective,
     count_parameters,
     measure_flops,
@@ -186,6 +195,216 @@ def multilevel_lightweight(vocab_size: int, num_classes: int = 2, **sizes) -> nn
     return _transformer(vocab_size, num_classes, multi_level=True, lightweight=True, **sizes)
 
 
+# ------------------------------------------------------------------------------ models on pretrained token states
+class MeanPoolLinear(nn.Module, HubModule):
+    """Baseline on token states: mean over the real tokens, dropout, linear (the fine-tuned encoder's own head,
+    retrained here on other reviews' states)."""
+
+    def __init__(self, input_size: int, num_classes: int = 2, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(input_size, num_classes)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.classifier(self.dropout(pooled))
+
+
+class StateBiLSTM(nn.Module, HubModule):
+    """Baseline on token states: linear projection (hidden -> d), a bidirectional LSTM over the real tokens (packed),
+    max over time of its outputs, dropout, linear (as the from-scratch `BiLSTMClassifier`, on states not ids)."""
+
+    def __init__(self, input_size: int, num_classes: int = 2, hidden: int = 64, dropout: float = 0.1):
+        super().__init__()
+        self.projection = nn.Linear(input_size, hidden)
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * hidden, num_classes)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(self.projection(states), lengths, batch_first=True, enforce_sorted=False)
+        outputs, _ = self.lstm(packed)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=float("-inf"))
+        return self.classifier(self.dropout(outputs.amax(1)))
+
+
+def _state_transformer(multi_level: bool, lightweight: bool):
+    def make(input_size: int, num_classes: int = 2, **sizes) -> nn.Module:
+        config = StateHeadConfig(
+            input_size=input_size, num_classes=num_classes, multi_level=multi_level, lightweight=lightweight, **sizes
+        )
+        return MultiLevelStateClassifier(config)
+
+    return make
+
+
+STATE_MODELS = {
+    "mean_linear": lambda input_size, num_classes=2, dropout=0.1, **_: MeanPoolLinear(input_size, num_classes, dropout),
+    "bilstm": lambda input_size, num_classes=2, d_model=64, dropout=0.1, **_: StateBiLSTM(
+        input_size, num_classes, d_model, dropout
+    ),
+    "transformer": _state_transformer(multi_level=False, lightweight=False),
+    "multilevel": _state_transformer(multi_level=True, lightweight=False),
+    "multilevel_lightweight": _state_transformer(multi_level=True, lightweight=True),
+}
+
+
+def build_state_model(name: str, input_size: int, num_classes: int = 2, **sizes) -> nn.Module:
+    """A model over token states by name (`STATE_MODELS`): `mean_linear` and `bilstm` read `d_model` and `dropout`
+    only; the transformers take every `StateHeadConfig` size (`d_model`, `num_layers`, `num_heads`, `d_ff`, ...)."""
+    if name not in STATE_MODELS:
+        raise ValueError(f"unknown state model {name!r}; known: {', '.join(STATE_MODELS)}")
+    return STATE_MODELS[name](input_size, num_classes, **sizes)
+
+
+def head_tail_ids(texts: Sequence[str], tokenizer, max_length: int, head_tokens: int | None = None) -> list[list[int]]:
+    """Token ids with [CLS] ... [SEP], at most `max_length`: a longer text keeps its first `head_tokens` tokens and
+    its last `max_length - 2 - head_tokens` (Sun et al. 2019, "head + tail"); `head_tokens=None` keeps the head only."""
+    body = max_length - 2
+    if body < 1:
+        raise ValueError(f"max_length={max_length} leaves no room for text between [CLS] and [SEP]")
+    head = body if head_tokens is None else min(int(head_tokens), body)
+    tail = body - head
+    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    out = []
+    for ids in encoded:
+        kept = ids if len(ids) <= body else ids[:head] + (ids[len(ids) - tail :] if tail else [])
+        out.append([cls, *kept, sep])
+    return out
+
+
+def id_items(ids: Sequence[Sequence[int]], labels: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+    """`workbench.methods.finetune.token_items` from ids already cut (e.g. by `head_tail_ids`)."""
+    if len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} texts but {len(labels)} labels")
+    return [
+        {"input_ids": torch.tensor(list(x), dtype=torch.long), "labels": torch.tensor(int(y), dtype=torch.long)}
+        for x, y in zip(ids, labels)
+    ]
+
+
+def finetune_on_ids(
+    encoder: str,
+    train_ids: Sequence[Sequence[int]],
+    train_labels: Sequence[int],
+    dev_ids: Sequence[Sequence[int]] | None,
+    dev_labels: Sequence[int] | None,
+    num_classes: int,
+    config: TrainConfig,
+    dropout: float = 0.1,
+):
+    """`workbench.methods.finetune.finetune_classifier` on token ids cut beforehand (head + tail): the encoder with
+    mean pooling and a linear head, fine-tuned end to end in length-grouped, dynamically padded batches under
+    `workbench.training.fit`. `config.epochs=0` leaves the encoder as loaded (frozen states; the head is untrained).
+    Returns `(model, tokenizer, history)`."""
+    from workbench.methods.finetune import LengthGroupedBatchSampler, PadCollator, load_classifier
+
+    model, tokenizer = load_classifier(encoder, num_classes, seed=config.seed, dropout=dropout)
+    if config.epochs == 0:
+        return model.eval(), tokenizer, History()
+    train = id_items(train_ids, train_labels)
+    dev = id_items(dev_ids, dev_labels) if dev_ids is not None else None
+    sampler = LengthGroupedBatchSampler.for_items(train, config.batch_size, seed=config.seed)
+    collate = PadCollator(tokenizer.pad_token_id or 0)
+    history = fit(
+        model, train, dev, config, collate_fn=collate, batch_sampler=sampler, num_classes=num_classes,
+        desc="fine-tuning the encoder",
+    )  # fmt: skip
+    return model, tokenizer, history
+
+
+@dataclass
+class TokenStatesCache:
+    """Final-layer token states of a set of reviews, computed once: `states` (n, max_length, hidden) float16, zero
+    after each review's `lengths`; the encoder's own `logits` (n, classes); `seconds` the pass took."""
+
+    states: np.ndarray
+    lengths: np.ndarray
+    logits: np.ndarray
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states float32, mask bool) of the rows in `index`, cut to the longest of them."""
+        index = np.asarray(index)
+        longest = max(int(self.lengths[index].max()), 1)
+        states = torch.from_numpy(self.states[index, :longest].astype(np.float32))
+        mask = torch.arange(longest)[None, :] < torch.from_numpy(self.lengths[index].astype(np.int64))[:, None]
+        return states, mask
+
+
+@torch.no_grad()
+def encode_states(
+    model: nn.Module,
+    ids: Sequence[Sequence[int]],
+    max_length: int,
+    pad_id: int = 0,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "encoding",
+) -> TokenStatesCache:
+    """One pass of a `finetune.EncoderClassifier` over `ids` (length-sorted batches, dynamic padding, eval mode):
+    every token's final state (float16) and the classifier's logits, in the caller's order."""
+    from workbench.methods.finetune import PadCollator
+
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    hidden = model.encoder.config.hidden_size
+    lengths = np.array([len(x) for x in ids], dtype=np.int32)
+    if lengths.size and lengths.max() > max_length:
+        raise ValueError(f"a sequence of {lengths.max()} tokens is longer than max_length={max_length}")
+    states = np.zeros((len(ids), max_length, hidden), dtype=np.float16)
+    logits = np.zeros((len(ids), model.head.out_features), dtype=np.float32)
+    order = np.argsort(lengths, kind="stable")
+    collate = PadCollator(pad_id)
+    for begin in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+        rows = order[begin : begin + batch_size]
+        batch = collate([{"input_ids": torch.as_tensor(ids[i]), "labels": torch.tensor(0)} for i in rows])
+        input_ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        out = model.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(out.dtype)
+        pooled = (out * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        logits[rows] = model.head(pooled).float().cpu().numpy()
+        out = (out * weights).to(torch.float16).cpu().numpy()
+        for j, i in enumerate(rows):
+            states[i, : lengths[i]] = out[j, : lengths[i]]
+    model.train(was_training)
+    return TokenStatesCache(states, lengths, logits, time.perf_counter() - start)
+
+
+class StateDataset(torch.utils.data.Dataset):
+    """Rows of a `TokenStatesCache` with their labels. Items are `(cache, row, label)`, and `collate_states` turns a
+    batch of them into `(states, mask, labels)` cut to its longest review: every model reads the same cached states
+    (nothing is re-encoded), and one `collate_fn` serves the train, dev and test sets of a run."""
+
+    def __init__(self, cache: TokenStatesCache, labels: Sequence[int]):
+        if len(labels) != len(cache):
+            raise ValueError(f"{len(cache)} cached rows but {len(labels)} labels")
+        self.cache, self.labels = cache, np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[TokenStatesCache, int, torch.Tensor]:
+        return self.cache, int(i), torch.tensor(self.labels[i])
+
+
+def collate_states(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`collate_fn` of `StateDataset` items (all from one cache): `(states float32, mask bool, labels)`."""
+    cache = items[0][0]
+    if any(item[0] is not cache for item in items):
+        raise ValueError("a batch mixes rows of different state caches")
+    states, mask = cache.batch([row for _, row, _ in items])
+    return states, mask, torch.stack([label for *_, label in items])
+
+
 class EncoderClassifier(nn.Module, HubModule):
     """A pretrained encoder (e.g. BERT) with a linear head on the [CLS] state, for full fine-tuning."""
 
@@ -237,29 +456,32 @@ def train_text_model(
     contrastive_weight: float = 0.0,
     temperature: float = 0.1,
     model_kwargs: dict | None = None,
+    collate_fn=None,
+    flops_inputs: tuple[torch.Tensor, ...] | None = None,
 ) -> TextRun:
     """Build `architecture` (a `text_model` registry name, or an already built model), fit it on `train` (early
     stopping on `dev`), then measure it on the whole `test` set.
 
     Costs come from the same run: parameters, forward FLOPs per review at the training length, mean seconds per
-    training epoch, and inference throughput (reviews/s) over the test set.
+    training epoch, and inference throughput (reviews/s) over the test set. Datasets of token states
+    (`StateDataset`) pass their `collate_fn` and the `flops_inputs` of one full-length review.
     """
     torch.manual_seed(config.seed)  # same initial weights for the same seed
     if isinstance(architecture, nn.Module):
         model = architecture
     else:
         model = build("text_model", architecture, vocab_size, **(model_kwargs or {}))
-    is_transformer = isinstance(model, MultiLevelClassifier)
-    if contrastive_weight and not is_transformer:
+    has_features = hasattr(model, "features")
+    if contrastive_weight and not has_features:
         raise ValueError(f"the contrastive loss needs a model with pooled features; {architecture!r} has none")
     # transformers: CE (+ weight * SupCon) through one code path; baselines: fit's default cross-entropy
-    loss_fn = contrastive_objective(contrastive_weight, temperature) if is_transformer else None
-    history = fit(model, train, dev, config, loss_fn=loss_fn)
+    loss_fn = contrastive_objective(contrastive_weight, temperature) if has_features else None
+    history = fit(model, train, dev, config, loss_fn=loss_fn, collate_fn=collate_fn)
     start = time.perf_counter()
-    logits = predict(model, test, batch_size=config.eval_batch_size)
+    logits = predict(model, test, batch_size=config.eval_batch_size, collate_fn=collate_fn)
     seconds = time.perf_counter() - start
-    labels = test.tensors[-1].numpy()
-    ids, mask = test.tensors[0][:1], test.tensors[1][:1]
+    labels = test.labels if isinstance(test, StateDataset) else test.tensors[-1].numpy()
+    ids, mask = flops_inputs if flops_inputs is not None else (test.tensors[0][:1], test.tensors[1][:1])
     cost = {
         "params": count_parameters(model),
         "params_non_embedding": count_parameters(model, exclude_embeddings=True),

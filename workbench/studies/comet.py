@@ -737,6 +737,7 @@ class CometResult(StudyResult):
     teacher_history: pd.DataFrame = field(default_factory=pd.DataFrame)
     teacher_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     tfidf_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tfidf_verdict: str = ""  # teacher vs the TF-IDF bar, per language (also in the notes)
     student_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -867,13 +868,13 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
     ]
     metrics = pd.DataFrame(teacher_rows + tfidf_rows + rows + summary_rows + efficiency_rows)
     bar = teacher_vs_tfidf(metrics)
-    if dry:
-        run_notes.append(
-            "Teacher vs TF-IDF: figures not meaningful (smoke profile, dry run or a tiny random model); no verdict on "
-            "the bar."
-        )
-    else:
-        run_notes.append(tfidf_bar_verdict(bar, params))
+    bar_verdict = (
+        "Teacher vs TF-IDF: figures not meaningful (smoke profile, dry run or a tiny random model); no verdict on the "
+        "bar."
+        if dry
+        else tfidf_bar_verdict(bar, params)
+    )
+    run_notes.append(bar_verdict)
     return CometResult(
         study=STUDY,
         params=params,
@@ -900,6 +901,7 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
         teacher_history=history,
         teacher_scores=teacher_scores,
         tfidf_scores=baseline,
+        tfidf_verdict=bar_verdict,
         student_rows=student_rows,
         summary=summary,
         efficiency=pd.DataFrame(measured).T,
