@@ -174,7 +174,7 @@ def test_notes_follow_the_parameters():
     assert "and 50% of the heads" in mixed
     assert not any("SpAtten" in n for n in notes(PROFILES.resolve("quick", heads=["linear"], domain_heads=["cnn"])))
     assert "lr 2e-05" in text and "batch 8" in text and "up to 30 epochs" in text
-    few = notes(PROFILES.resolve("quick", varieties=["en-AU"], domain_sources=[], seeds=[0, 1, 2], head_seeds=None))
+    few = notes(PROFILES.resolve("quick", varieties=["en-AU"], domain_sources=[], head_seeds=[0, 1, 2]))
     assert not any("en-IN" in note for note in few) and not any("Domain shift" in note for note in few)
     assert "Head experiments' seeds: 0, 1, 2 (3 runs per cell)." in few
     frozen = " ".join(notes(PROFILES.resolve("quick", base="frozen")))
@@ -221,7 +221,9 @@ def test_same_seed_same_numbers(fixture_data):
 
 
 def test_run_on_given_data_for_two_seeds_and_restores_the_thread_count(fixture_data):
-    params = _params(heads=["linear"], domain_sources=[], varieties=["en-AU"], torch_threads=1, seeds=[0, 1])
+    params = _params(
+        heads=["linear"], domain_sources=[], varieties=["en-AU"], torch_threads=1, seeds=[0, 1], head_seeds=[0, 1]
+    )
     data = load(params)
     assert sorted(data) == [0, 1]
     before = torch.get_num_threads()

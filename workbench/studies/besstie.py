@@ -88,15 +88,14 @@ PROFILES = Profiles(
     base={
         "seeds": Param(
             [0, 1, 2],
-            "training seeds of the fine-tuned Linear rows (base='finetuned'), and of every head experiment unless "
-            "head_seeds is set",
+            "training seeds of the fine-tuned Linear rows (base='finetuned'; head experiments: head_seeds)",
             kind="list",
         ),
         "head_seeds": Param(
             [0],
-            "seeds of the head experiments (every head variant, sarcasm, CrossTalk, domain shift, timing; None: seeds)",
+            "seeds of the head experiments: every head variant, sarcasm, CrossTalk, domain shift, timing ([]: none, "
+            "only the fine-tuned Linear rows)",
             kind="list",
-            optional=True,
         ),
         "base": Param(
             "finetuned",
@@ -209,7 +208,6 @@ PROFILES = Profiles(
     },
     smoke={
         "seeds": [0],
-        "head_seeds": None,
         "finetune_seed_caps": {},
         "ft_epochs": 1,
         "ft_batch_size": 8,
@@ -237,7 +235,7 @@ PROFILES = Profiles(
     paper={
         "encoder": "bert-base-uncased",
         "finetune": True,
-        "head_seeds": None,
+        "head_seeds": [0, 1, 2],
         "finetune_seed_caps": {},
         "state_layers": 1,
         "linear_pooling": "cls",
@@ -258,6 +256,7 @@ PROFILES = Profiles(
     # source) on a handful of short rows, one optimisation step of batch 2 per training
     dry_run={
         "seeds": [0],
+        "head_seeds": [0],
         "train_varieties": ["en-IN"],
         "domain_heads": ["linear", "crosstalk+pcgrad"],
         "max_length": 16,
@@ -661,9 +660,8 @@ def finetunes(params: Mapping[str, object]) -> bool:
 
 
 def head_seeds(params: Mapping[str, object]) -> list[int]:
-    """The seeds of the head experiments: `head_seeds`, or `seeds` when it is None."""
-    chosen = params.get("head_seeds")
-    return [int(s) for s in (params["seeds"] if chosen is None else chosen)]
+    """The seeds of the head experiments (every head variant on every task, domain shift, timing)."""
+    return [int(s) for s in params["head_seeds"]]
 
 
 def finetune_seeds(params: Mapping[str, object], source: str) -> list[int]:
@@ -860,6 +858,7 @@ def run_timing(
                 "experiment": "timing",
                 "head": variant,
                 "mode": mode,
+                "base": "finetuned" if source.finetune else "frozen",
                 "encoder": inputs.encoder.name,
                 "seconds_per_batch": seconds_per_batch(variant, source, frame, setup, batches, batch_size, seed),
                 "batch_size": batch_size,
@@ -987,7 +986,10 @@ def notes(params: Mapping[str, object]) -> list[str]:
         )
     seeds = head_seeds(params)
     what = "Head experiments' seeds" if finetunes(params) else "Seeds"
-    out.append(f"{what}: {', '.join(map(str, seeds))} ({len(seeds)} run{'s' if len(seeds) > 1 else ''} per cell).")
+    if seeds:
+        out.append(f"{what}: {', '.join(map(str, seeds))} ({len(seeds)} run{'s' if len(seeds) > 1 else ''} per cell).")
+    else:
+        out.append("No head experiments (head_seeds is empty): this run holds only the fine-tuned Linear rows.")
     return out
 
 

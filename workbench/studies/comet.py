@@ -1,13 +1,14 @@
 """Comet study (AfroXLMR-Comet, arXiv 2502.18020): how much of a sentiment teacher's macro-F1 a compact distilled
 student keeps on AfriSenti, and how much faster it runs on a CPU.
 
-`run` fine-tunes one multilingual teacher on the pooled labelled train subsets of the evaluated languages (early
-stopping on their pooled dev subsets), freezes it, runs it once over the unlabelled distillation corpus (train
-tweets of every AfriSenti language, labels dropped), then runs each recipe of the sweep (`sweep_configs`: the
-default hybrid recipe, KD-only / attention-only ablation, temperature, alpha, attention layer, projection and
-student size, one knob at a time) through both stages for every language, scores the students on each language's
-test subset, and times the teacher against one saved student per size in this process. The method itself lives in
-`workbench.methods.comet`.
+`run` fine-tunes one multilingual teacher end to end on the pooled labelled train subsets of the evaluated
+languages (early stopping on their pooled dev subsets), scores it per language beside the bar it must clear (TF-IDF +
+logistic regression on the same rows, metric rows `tfidf`; `teacher_vs_tfidf`), freezes it, runs it once over the
+unlabelled distillation corpus (train tweets of every AfriSenti language, labels dropped), then runs each recipe of
+the sweep (`sweep_configs`: the default hybrid recipe, KD-only / attention-only ablation, label-only student, stage-1
+kind, stage-2 mode, temperature, alpha, attention layer, projection and student size, one knob at a time) through
+both stages for every language, scores the students on each language's test subset, and times the teacher against
+one saved student per size in this process. The method itself lives in `workbench.methods.comet`.
 """
 
 from __future__ import annotations
