@@ -478,7 +478,14 @@ def test_notes_follow_the_parameters():
     assert "Differences from the paper" not in paper_notes and "instead of" not in paper_notes
     assert "3 head(s)" in " ".join(study.notes(study.PROFILES.resolve("paper", heads=3)))
     assert "TF-IDF" in quick_notes
-    assert "TF-IDF" not in " ".join(study.notes(study.PROFILES.resolve("quick", tfidf_baseline=False)))
+    no_tfidf = " ".join(study.notes(study.PROFILES.resolve("quick", tfidf_baseline=False)))
+    assert "TF-IDF + LR" not in no_tfidf and "Bar:" not in no_tfidf
+    assert "best dev accuracy" in quick_notes and "full rank of the training matrix" in quick_notes
+    assert "Ablation bases frozen" in quick_notes and "Bar:" in quick_notes
+    assert "Base: frozen for every language" in paper_notes and "Ablation bases" not in paper_notes
+    assert "one global scale" in quick_notes and "one global scale" not in paper_notes
+    fixed = " ".join(study.notes(study.PROFILES.resolve("quick", base="svd", svd_components=64)))
+    assert "Base: svd for every language" in fixed and "truncated SVD to 64 dimensions" in fixed
     assert "LiDA" not in " ".join(study.notes(study.PROFILES.resolve("quick", configs=["none"])))
     assert "no seed spread" in " ".join(study.notes(study.PROFILES.resolve("quick", seeds=[0])))
     smoke_notes = " ".join(study.notes(study.PROFILES.resolve("smoke")))
@@ -627,8 +634,15 @@ def test_load_and_run_on_fixture_data(fixture_data_dir, monkeypatch, tmp_path):
     assert len(splits.test) == 24 and splits.train.shape[1] == splits.test.shape[1]
     assert not any("@user" in t or "URL" in t for t in splits.train_texts)  # cleaned
     result = study.run(params, data=data, progress=False)
-    assert set(result.metrics["config"]) == {"none", "mage", "tfidf"}
+    assert set(result.metrics["config"]) == {"none", "mage", "tfidf", "frozen", "svd", "svd+frozen"}
+    main = result.metrics[result.metrics["study"] == "ablation"]
+    assert set(main["base"]) == {"svd+frozen"}  # the smoke profile's base
+    ablation = result.metrics[result.metrics["study"] == "base_ablation"]
+    assert set(ablation["base"]) == {"frozen"} and set(ablation["config"]) == {"none", "mage"}
     assert set(study.tables(result)) == {
+        "bases",
+        "base_bar",
+        "base_ablation",
         "data",
         "ablation",
         "gains",
@@ -692,3 +706,169 @@ def test_projection_and_attention_figures():
     assert attention_weights_figure(weights, ["original", "linear", "vae"], "w").data[0].z.shape == (2, 3)
     with pytest.raises(ValueError, match="expected weights"):
         attention_weights_frame(weights, ["a", "b"])
+
+
+# ---------------------------------------------------------------------------------------------------- bases
+
+
+def _fixture_texts(fixture_data_dir, monkeypatch, language="kin"):
+    from workbench.data import load_afrisenti
+
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    train, test = load_afrisenti(language, "train"), load_afrisenti(language, "test")
+    return list(train["text"]), train["label"].to_numpy(), list(test["text"]), test["label"].to_numpy()
+
+
+def test_svd_base_is_dense_of_the_right_shape_and_fitted_on_train_only(fixture_data_dir, monkeypatch):
+    from workbench.methods.bases import TfidfSvd
+
+    train, _, test, _ = _fixture_texts(fixture_data_dir, monkeypatch)
+    svd = TfidfSvd(components=8, seed=0).fit(train)
+    vectors = svd.transform(test)
+    assert isinstance(vectors, np.ndarray) and vectors.shape == (len(test), 8) and vectors.dtype == np.float32
+    assert svd.n_fit_rows_ == len(train)
+    vocabulary = set(svd.featurizer_.words.vocabulary_)
+    unseen = {w for t in test for w in t.lower().split()} - {w for t in train for w in t.lower().split()}
+    assert not (unseen & vocabulary)  # test-only words never reach the featurizer
+    again = TfidfSvd(components=8, seed=0).fit(train).transform(test)  # the test texts play no part in the fit
+    np.testing.assert_allclose(again, vectors, atol=1e-5)
+    full = TfidfSvd(components=None).fit(train)
+    assert full.transform(test).shape == (len(test), full.n_components_) and full.n_components_ <= len(train)
+
+
+def test_full_rank_svd_with_logistic_regression_predicts_like_tfidf_lr(fixture_data_dir, monkeypatch):
+    from workbench.methods.bases import TfidfSvd
+    from workbench.methods.probe import sklearn_probe
+    from workbench.methods.tfidf import tfidf_features, tfidf_predict
+
+    train, labels, test, _ = _fixture_texts(fixture_data_dir, monkeypatch)
+    svd = TfidfSvd(components=None).fit(train)
+    train_vectors, test_vectors = svd.transform(train), svd.transform(test)
+    tfidf_train, _ = tfidf_features(train, test)
+    # an orthonormal basis of the training rows' span: inner products between training rows are kept
+    np.testing.assert_allclose(train_vectors @ train_vectors.T, (tfidf_train @ tfidf_train.T).toarray(), atol=1e-4)
+    probe = sklearn_probe(train_vectors, labels, standardise=False, class_weight="balanced")
+    np.testing.assert_array_equal(probe.predict(test_vectors), tfidf_predict(train, labels, test))
+
+
+def test_base_choice_reads_dev_only():
+    """Dev favours the frozen vectors, test favours the SVD of the text: best_dev takes frozen, and the candidate
+    table shows the SVD winning on test."""
+    rng = np.random.default_rng(0)
+    words = {0: "alpha", 1: "beta", 2: "gamma"}
+    n = 60
+    labels = {s: np.arange(n) % 3 for s in ("train", "dev", "test")}
+
+    def texts(split: str, informative: bool) -> list[str]:
+        noise = [f"w{rng.integers(0, 40)} w{rng.integers(0, 40)}" for _ in range(n)]
+        return [f"{words[y]} {x}" if informative else x for y, x in zip(labels[split], noise)]
+
+    def frozen(split: str, informative: bool) -> np.ndarray:
+        centres = np.eye(3, 6) * 4
+        signal = centres[labels[split]] if informative else centres[rng.integers(0, 3, n)]
+        return (signal + rng.normal(0, 1, (n, 6))).astype(np.float32)
+
+    splits = EmbeddedSplits(
+        language="xyz",
+        train=frozen("train", True),
+        train_labels=labels["train"],
+        dev=frozen("dev", True),
+        dev_labels=labels["dev"],
+        test=frozen("test", False),
+        test_labels=labels["test"],
+        train_texts=texts("train", True),
+        dev_texts=texts("dev", False),
+        test_texts=texts("test", True),
+    )
+    params = _params(base="best_dev", base_candidates=["svd", "frozen"], ablation_bases=[], svd_components=None)
+    bases = study.build_bases(splits, params)
+    table = study.candidate_table(pd.DataFrame(bases.rows)).set_index("base")
+    assert bases.chosen == "frozen"
+    assert table.loc["frozen", "dev_accuracy"] > table.loc["svd", "dev_accuracy"]
+    assert table.loc["svd", "test_accuracy"] > table.loc["frozen", "test_accuracy"]  # test would have chosen svd
+    assert bool(table.loc["frozen", "chosen"]) and not bool(table.loc["svd", "chosen"])
+    assert study.select_base({"a": 0.5, "b": 0.7, "c": 0.7}) == "b"
+
+
+def test_base_bar_compares_the_baseline_with_tfidf_per_language():
+    rows = pd.DataFrame(
+        [
+            {
+                "language": lang,
+                "seed": seed,
+                "study": "ablation",
+                "config": "none",
+                "classifier": "logreg",
+                "attention": "none",
+                "heads": 0,
+                "base": "svd",
+                "accuracy": acc,
+                "weighted_f1": acc,
+            }
+            for lang, accs in (("kin", (0.60, 0.62)), ("tso", (0.50, 0.52)))
+            for seed, acc in enumerate(accs)
+        ]
+        + [
+            {
+                "language": lang,
+                "seed": 0,
+                "study": "baseline",
+                "config": "tfidf",
+                "classifier": "tfidf_logreg",
+                "attention": "none",
+                "heads": 0,
+                "accuracy": acc,
+                "weighted_f1": acc,
+            }
+            for lang, acc in (("kin", 0.60), ("tso", 0.55))
+        ]
+    )
+    bar = study.base_bar(rows).set_index("language")
+    assert bar.loc["kin", "meets_tfidf"] and not bar.loc["tso", "meets_tfidf"]
+    assert bar.loc["kin", "margin_points"] == pytest.approx(1.0)
+    head = study.headline(rows)
+    assert head["kin_base_meets_tfidf"] is True and head["tso_base_meets_tfidf"] is False
+    assert head["tso_baseline_accuracy"] == pytest.approx(0.51) and head["tso_tfidf_accuracy"] == 0.55
+    assert head["tfidf_accuracy"] == pytest.approx(0.575)
+
+
+@pytest.mark.slow  # a papermill run (about 20 s idle); the smoke notebook test covers kin in the default run
+def test_notebook_runs_unchanged_on_another_language(fixture_data_dir, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from workbench.runner import run_notebook
+
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "01_mage.ipynb"
+    parameters = dict(
+        languages=["hau"],
+        base="best_dev",
+        configs=["none", "mage"],
+        head_sweep=[4],
+        noise_sweep=[[-0.1, 0.1]],
+        seeds=[0],
+        epochs=1,
+        augmenter_epochs=1,
+        projections=["pca"],
+    )
+    outcome = run_notebook(notebook, profile="smoke", parameters=parameters, reports=tmp_path, progress=False)
+    assert outcome.status == "ok", outcome.error
+    results = json.loads((Path(outcome.run_dir) / "results.json").read_text())
+    metrics = pd.DataFrame(results["metrics"])
+    assert set(metrics["language"]) == {"hau"}
+    assert {"frozen", "svd", "svd+frozen", "tfidf"} <= set(metrics.loc[metrics["study"] == "bases", "config"])
+    assert "hau_base_meets_tfidf" in results["headline"] and "hau_base" in results["headline"]
+
+
+def test_global_scaling_keeps_the_geometry_and_dimension_scaling_standardises():
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 1, (50, 4)) * np.array([10.0, 1.0, 0.1, 0.01]) + 3
+    scaled = study.make_scaler("global").fit(train).transform(train)
+    np.testing.assert_allclose(scaled.mean(0), 0, atol=1e-9)
+    assert np.sqrt((scaled**2).mean()) == pytest.approx(1.0)
+    ratios = scaled.std(0) / train.std(0)
+    np.testing.assert_allclose(ratios, ratios[0])  # one scale for every dimension
+    np.testing.assert_allclose(study.make_scaler("dimension").fit(train).transform(train).std(0), 1.0)
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        study.make_scaler("rank")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from workbench.methods.multilevel import (
     MultiLevelClassifier,
@@ -306,8 +307,13 @@ def test_study_profiles_check_values_and_notebook_lists_every_knob():
     from workbench.studies import multilevel as study
 
     quick = study.PROFILES.resolve("quick")
-    assert quick["profile"] == "quick" and quick["train_size"] == 3000 and quick["fine_tune_bert"] is False
-    assert study.PROFILES.resolve("paper")["train_size"] is None
+    assert quick["profile"] == "quick" and quick["base"] == "pretrained" and quick["fine_tune_bert"] is True
+    assert quick["train_size"] + quick["bert_train_size"] > 3000 and quick["test_size"] is None  # full 25k test set
+    assert len(quick["seeds"]) >= 3
+    paper = study.PROFILES.resolve("paper")
+    assert paper["train_size"] is None and paper["base"] == "scratch"
+    with pytest.raises(ParameterError):
+        study.PROFILES.resolve("quick", base="frozen")
     assert study.PROFILES.resolve("smoke", seeds="[3, 4, 5]")["seeds"] == [3, 4, 5]
     with pytest.raises(ParameterError, match="did you mean 'seeds'"):
         study.PROFILES.resolve("quick", seed=1)
@@ -324,21 +330,26 @@ def test_study_notes_follow_the_parameters_not_the_profile_name():
     from workbench.studies import multilevel as study
 
     quick, paper = study.PROFILES.resolve("quick"), study.PROFILES.resolve("paper")
-    quick_bert = next(n for n in study.notes(quick) if n.startswith("BERT row"))
+    quick_notes = " ".join(study.notes(quick))
+    assert "Encoder: minilm fine-tuned end to end ONCE" in quick_notes and "frozen" not in quick_notes
+    assert "head + tail" in quick_notes and "4,000 training reviews of its own" in quick_notes
+    assert "Traded for time" in quick_notes and "128 tokens per review (the paper: 512)" in quick_notes
+    frozen_states = " ".join(study.notes(study.PROFILES.resolve("quick", fine_tune_bert=False)))
+    assert "Encoder: minilm frozen" in frozen_states and "no BERT row" in frozen_states
+    # the scratch base keeps its own notes
+    scratch = study.PROFILES.resolve("quick", base="scratch", fine_tune_bert=False)
+    scratch_bert = next(n for n in study.notes(scratch) if n.startswith("BERT row"))
+    assert "frozen" in scratch_bert and "minilm" in scratch_bert and "one row and no seed spread" in scratch_bert
+    assert not any("fine-tuned" in n for n in study.notes(scratch))
     paper_bert = next(n for n in study.notes(paper) if n.startswith("BERT row"))
-    assert "frozen" in quick_bert and "fine-tuned" not in quick_bert and "minilm" in quick_bert
     assert "fine-tuned end to end" in paper_bert and "frozen" not in paper_bert and "bert-base-uncased" in paper_bert
-    # issue 15: no line of the paper run's notes calls its BERT frozen, none of quick's calls it fine-tuned
     assert not any("frozen" in n for n in study.notes(paper))
-    assert not any("fine-tuned" in n for n in study.notes(quick))
     assert "batch 32" in paper_bert and "one row per seed (3)" in paper_bert and "512 tokens per review" in paper_bert
-    assert "one row and no seed spread" in quick_bert and "128 tokens per review" in quick_bert
     assert "full 25k test set" in study.notes(paper)[0] and "all training reviews" in study.notes(paper)[0]
     assert "Settings as in the paper profile." in study.notes(paper)
     differences = next(n for n in study.notes(quick) if n.startswith("Differences"))
-    assert "fine_tune_bert=False (paper: True)" in differences and "d_model=64 (paper: 256)" in differences
-    tuned_quick = study.PROFILES.resolve("quick", fine_tune_bert=True, bert_encoder="bert-base-uncased")
-    assert "fine-tuned" in next(n for n in study.notes(tuned_quick) if n.startswith("BERT row"))
+    assert "base=pretrained (paper: scratch)" in differences and "d_model=64 (paper: 256)" in differences
+    assert " max_length=" not in differences  # a scratch-only knob is not a difference of the pretrained base
     assert any("mean nothing" in n for n in study.notes(study.PROFILES.resolve("smoke")))
     assert not any("mean nothing" in n for n in study.notes(quick))
 
@@ -410,7 +421,15 @@ def test_study_load_and_run_on_the_fixture_data(fixture_data_dir, tmp_path, monk
 
     monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
     params = study.PROFILES.resolve(
-        "smoke", seeds=[0, 1], epochs=1, test_size=20, dev_size=10, train_size=30, projection_size=12
+        "smoke",
+        base="scratch",
+        fine_tune_bert=False,
+        seeds=[0, 1],
+        epochs=1,
+        test_size=20,
+        dev_size=10,
+        train_size=30,
+        projection_size=12,
     )
     data = study.load(params)
     assert (len(data.train), len(data.dev), len(data.test)) == (30, 10, 20)
@@ -436,16 +455,166 @@ def test_study_load_and_run_on_the_fixture_data(fixture_data_dir, tmp_path, monk
     assert example["global"].shape == example["local"].shape == (n, n) and example["gate"].shape == (n,)
 
     tables = study.tables(result)
-    assert list(tables["main"].index) == study.TABLE_ORDER
+    assert list(tables["main"].index) == [m for m in study.TABLE_ORDER if m != study.MEAN_LINEAR]
     assert tables["main"].loc["Transformer", "seeds"] == 2 and "±" in tables["main"].loc["Transformer", "accuracy"]
     assert tables["main"].loc["BERT", "accuracy"].endswith("(one run)")
     assert tables["main"].loc[study.PROPOSED, "paper accuracy"] == 92.3
     assert set(tables["ablation"]["verdict"].dropna()) <= {"better", "worse", "within spread"}
     assert tables["feed_forward"].loc["lightweight", "hidden"] == params["d_ff"] // params["bottleneck_ratio"]
-    assert list(tables["cost"].index) == study.TABLE_ORDER
+    assert list(tables["cost"].index) == [m for m in study.TABLE_ORDER if m != study.MEAN_LINEAR]
 
     path = result.save(tmp_path / "report")
     saved = json.loads(path.read_text())
     assert saved["study"] == "multilevel" and saved["profile"] == "smoke" and len(saved["metrics"]) == len(metrics)
     assert any(note.startswith("BERT row: tiny frozen") for note in saved["notes"])
     assert (path.parent / "learning_curves.csv").is_file()
+
+
+# ------------------------------------------------------------------------------- the pretrained base: token states
+STATE_SIZE = dict(d_model=8, num_layers=1, num_heads=2, d_ff=16, window=2, bottleneck_ratio=2, dropout=0.0)
+
+
+def _state_cache(n: int = 6, length: int = 10, hidden: int = 12, seed: int = 0):
+    from workbench.methods.textmodels import TokenStatesCache
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, length + 1, n).astype(np.int32)
+    states = rng.normal(size=(n, length, hidden)).astype(np.float16)
+    states[np.arange(length)[None, :] >= lengths[:, None]] = 0
+    return TokenStatesCache(states, lengths, np.zeros((n, 2), np.float32))
+
+
+@pytest.mark.parametrize("name", ["mean_linear", "bilstm", "transformer", "multilevel", "multilevel_lightweight"])
+def test_every_state_model_trains_and_ignores_padding(name):
+    from workbench.methods.textmodels import build_state_model
+
+    torch.manual_seed(0)
+    model = build_state_model(name, 12, **STATE_SIZE)
+    cache = _state_cache()
+    states, mask = cache.batch(range(6))
+    labels = torch.arange(6) % 2
+    objective = contrastive_objective(0.5 if hasattr(model, "features") else 0.0)
+    loss_of = objective if hasattr(model, "features") else (lambda m, b: F.cross_entropy(m(b[0], b[1]), b[2]))
+    model.train()
+    before = loss_of(model, (states, mask, labels))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before.backward()
+    optimizer.step()
+    assert loss_of(model, (states, mask, labels)).item() < before.item()
+    model.eval()
+    with torch.no_grad():  # a review scores the same alone (cut to its length) as in a padded batch
+        alone = model(*cache.batch([0]))
+        longer = (
+            torch.cat([states[:1], torch.randn(1, 4, 12)], 1),
+            torch.cat([mask[:1], torch.zeros(1, 4, dtype=bool)], 1),
+        )
+        torch.testing.assert_close(model(states, mask)[:1], alone, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model(*longer), alone, atol=1e-5, rtol=1e-4)
+
+
+def test_unknown_state_model_names_the_known_ones():
+    from workbench.methods.textmodels import build_state_model
+
+    with pytest.raises(ValueError, match="unknown state model 'gpt9'.*mean_linear"):
+        build_state_model("gpt9", 12)
+
+
+def test_head_tail_ids_keep_the_start_and_the_end():
+    from workbench.encoders import load_encoder
+    from workbench.methods.textmodels import head_tail_ids
+
+    tokenizer = load_encoder("tiny").tokenizer
+    words = " ".join(["good"] * 3 + ["film"] * 20 + ["bad"] * 3)
+    (ids,) = head_tail_ids([words], tokenizer, max_length=10, head_tokens=3)
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    assert tokens == ["[CLS]", "good", "good", "good", "film", "film", "bad", "bad", "bad", "[SEP]"]
+    (head_only,) = head_tail_ids([words], tokenizer, max_length=6, head_tokens=None)
+    assert tokenizer.convert_ids_to_tokens(head_only) == ["[CLS]", "good", "good", "good", "film", "[SEP]"]
+    (short,) = head_tail_ids(["a good film"], tokenizer, max_length=10, head_tokens=3)
+    assert tokenizer.convert_ids_to_tokens(short) == ["[CLS]", "a", "good", "film", "[SEP]"]
+
+
+def test_encode_states_matches_the_classifier_and_zeroes_padding():
+    from workbench.methods.finetune import classifier_logits, load_classifier
+    from workbench.methods.textmodels import PooledEncoderClassifier, encode_states, head_tail_ids
+
+    model, tokenizer = load_classifier("tiny", 2, seed=0)
+    texts = ["a good film", "bad " * 30, "an average film with a fine cast"]
+    ids = head_tail_ids(texts, tokenizer, max_length=16)
+    cache = encode_states(model, ids, 16, tokenizer.pad_token_id)
+    assert cache.states.shape == (3, 16, 32) and cache.states.dtype == np.float16
+    assert cache.lengths.tolist() == [len(x) for x in ids]
+    assert not cache.states[0, cache.lengths[0] :].any() and cache.states[0, : cache.lengths[0]].any()
+    expected = classifier_logits(model, tokenizer, texts, max_length=16)
+    np.testing.assert_allclose(cache.logits, expected, atol=1e-4)
+    saveable = PooledEncoderClassifier.from_classifier(model)
+    batch = tokenizer(texts, truncation=True, max_length=16, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = saveable(batch["input_ids"], batch["attention_mask"]).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+def test_state_batches_are_cut_to_their_longest_review_and_never_mix_caches():
+    from workbench.methods.textmodels import StateDataset, collate_states
+
+    cache, other = _state_cache(), _state_cache(seed=1)
+    data = StateDataset(cache, np.arange(6) % 2)
+    states, mask, labels = collate_states([data[0], data[2]])
+    longest = max(cache.lengths[0], cache.lengths[2])
+    assert states.shape == (2, longest, 12) and states.dtype == torch.float32 and labels.tolist() == [0, 0]
+    assert mask.sum(1).tolist() == [cache.lengths[0], cache.lengths[2]]
+    with pytest.raises(ValueError, match="mixes rows"):
+        collate_states([data[0], StateDataset(other, np.zeros(6))[1]])
+    with pytest.raises(ValueError, match="6 cached rows but 2 labels"):
+        StateDataset(cache, [0, 1])
+
+
+def test_pretrained_base_trains_every_model_on_one_set_of_cached_states(fixture_data_dir, tmp_path, monkeypatch):
+    """The quick default on the fixture with the tiny encoder: the encoder is fine-tuned once, each split is encoded
+    once, every model trains on those states (one row per model and seed, plus the encoder alone), and a second run
+    with the states cache reads them back instead of fine-tuning and encoding again."""
+    from workbench.studies import multilevel as study
+
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    calls = {"finetune": 0, "encode": 0}
+
+    def counting(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(study, "finetune_on_ids", counting("finetune", study.finetune_on_ids))
+    monkeypatch.setattr(study, "encode_states", counting("encode", study.encode_states))
+    params = study.PROFILES.resolve(
+        "smoke", seeds=[0, 1, 2], epochs=1, test_size=20, dev_size=10, train_size=16, bert_train_size=20,
+        projection_size=12, cache_states=True,
+    )  # fmt: skip
+    data = study.load(params)
+    assert (len(data.encoder_train), len(data.train), len(data.dev), len(data.test)) == (20, 16, 10, 20)
+    assert not set(data.encoder_train["text"]) & (set(data.train["text"]) | set(data.dev["text"]))
+    assert all(len(ids) <= params["bert_max_length"] for ids in data.ids["test"])
+    result = study.run(params, data, progress=False)
+    assert calls == {"finetune": 1, "encode": 3}  # train, dev, test: once each, for 6 models x 3 seeds
+    metrics = result.metrics
+    per_model = metrics[metrics["model"] != "BERT"].groupby("model")["seed"].apply(sorted)
+    assert set(per_model.index) == {name for name, *_ in study.STATE_EXPERIMENTS}
+    assert all(seeds == [0, 1, 2] for seeds in per_model)
+    (encoder_row,) = metrics[metrics["model"] == "BERT"].to_dict("records")
+    assert encoder_row["bert_train_size"] == 20 and encoder_row["test_size"] == 20
+    assert (metrics["test_size"] == 20).all() and (metrics["states"] == "fine-tuned").all()
+    assert metrics["accuracy"].between(0, 1).all()
+    assert result.headline["best_model"] in set(metrics["model"]) and result.headline["target_reached"] in (True, False)
+    example = result.attention_example
+    n = len(example["tokens"])
+    assert example["global"].shape == example["local"].shape == (n, n) and example["gate"].shape == (n,)
+    tables = study.tables(result)
+    assert study.MEAN_LINEAR in tables["main"].index and "TextCNN" not in tables["main"].index
+
+    again = study.run(params, data, progress=False)
+    assert calls == {"finetune": 1, "encode": 3}  # read back from the cache: nothing fine-tuned or encoded
+    (cached_row,) = again.metrics[again.metrics["model"] == "BERT"].to_dict("records")
+    assert cached_row["accuracy"] == encoder_row["accuracy"]
+    assert any("read from the cache" in n for n in again.notes)

@@ -74,3 +74,42 @@ def test_table_lists_every_knob_per_profile():
 def test_decode_value_is_yaml():
     assert decode_value("[0, 1]") == [0, 1] and decode_value("none") is None and decode_value(3) == 3
     assert decode_value("0.5") == 0.5 and decode_value("hau") == "hau"
+
+
+def test_the_committed_parameter_spec_is_current():
+    import json
+
+    from workbench.studies import spec
+
+    committed = json.loads(spec.SPEC_FILE.read_text(encoding="utf-8"))
+    assert committed == spec.build(), "workbench/studies/parameters.json is stale: python -m workbench.studies.spec"
+
+
+def test_bad_parameters_are_rejected_from_the_spec_without_importing_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from workbench.runner import check_parameters\n"
+        "from workbench.studies.spec import static_profiles\n"
+        "assert static_profiles('01_mage') is not None, 'the spec is stale'\n"
+        "for nb, params in [('01_mage', {'langauges': ['hau']}), ('04_spatten', {'max_train_rows': 'abc'})]:\n"
+        "    try:\n"
+        "        check_parameters(Path(f'notebooks/{nb}.ipynb'), params)\n"
+        "    except Exception as err:\n"
+        "        print(type(err).__name__, err)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].startswith("ParameterError 01_mage: unknown parameter 'langauges'") and "'languages'" in out[0]
+    assert out[1].startswith("ParameterError 04_spatten: parameter 'max_train_rows'")
+    assert out[2] == "False"
+
+
+def test_a_stale_spec_is_ignored(monkeypatch):
+    from workbench.studies import spec
+
+    monkeypatch.setattr(spec, "package_fingerprint", lambda: "changed")
+    assert spec.static_profiles("01_mage") is None

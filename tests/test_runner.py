@@ -231,8 +231,9 @@ def test_concurrent_runs_share_reports_and_cache_without_corruption(notebooks: P
 
 def test_status_lines_appear_as_each_run_ends(notebooks: Path, tmp_path: Path):
     proc = _cli(
-        "run", "10_good", "20_bad", "--profile", "smoke", "--notebooks-dir", str(notebooks), "--reports", str(tmp_path)
-    )
+        "run", "10_good", "20_bad", "--profile", "smoke", "--workers", "1",
+        "--notebooks-dir", str(notebooks), "--reports", str(tmp_path),
+    )  # fmt: skip
     out, _ = proc.communicate(timeout=300)
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     assert lines[0].startswith("[1/2] 10_good smoke ->") and lines[1].startswith("ok  10_good")

@@ -19,7 +19,7 @@ from workbench.studies import study_module
         ),
         (
             "05_multilevel",
-            ["BERT row: minilm frozen", "d_model=64"],
+            ["Encoder: minilm fine-tuned end to end", "d_model=64", "head + tail"],
             ["BERT row: bert-base-uncased fine-tuned end to end", "d_model=256"],
         ),
         ("06_multimodal", ["CMU-MOSI", "5 seed(s)", "hidden 64"], ["CMU-MOSEI", "5 seed(s)", "hidden 128"]),

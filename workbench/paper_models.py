@@ -9,8 +9,10 @@ optimisation step, and each study caps its rows. Shape, memory and code-path err
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from transformers import AutoConfig, PretrainedConfig
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 DRY_RUN_ENV = "WORKBENCH_DRY_RUN"
 
@@ -81,5 +83,7 @@ def paper_config(name: str, **overrides: object) -> PretrainedConfig:
     """The Transformers config of a paper model, from the published values kept above."""
     if name not in PAPER_ARCHITECTURES:
         raise KeyError(f"no published architecture kept for {name!r}; known: {', '.join(PAPER_ARCHITECTURES)}")
+    from transformers import AutoConfig
+
     values = dict(PAPER_ARCHITECTURES[name])
     return AutoConfig.for_model(values.pop("model_type"), **values, **overrides)

@@ -159,6 +159,38 @@ class Profiles:
         for name, value in overrides.items():
             self.base[name].check(name, value)
 
+    def spec(self) -> dict[str, dict[str, object]]:
+        """The static part of every knob as JSON-able data: kind, whether None is allowed, fixed allowed values,
+        minimum (not the callables: choices read from the data, custom validators)."""
+        out: dict[str, dict[str, object]] = {}
+        for name, param in self.base.items():
+            choices = None if callable(param.choices) or param.choices is None else list(param.choices)
+            if choices is not None and not all(isinstance(c, (str, int, float, bool)) for c in choices):
+                choices = None
+            out[name] = {
+                "kind": param.kind or _infer_kind(param.value),
+                "optional": param.allows_none,
+                "choices": choices,
+                "minimum": param.minimum,
+            }
+        return out
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Mapping[str, object]]) -> Profiles:
+        """Profiles that check names, kinds, fixed choices and minimums from `spec` (see `spec`); their values are
+        placeholders, for `check` only."""
+        base = {
+            name: Param(
+                None,
+                kind=str(entry["kind"]),
+                optional=bool(entry["optional"]),
+                choices=tuple(entry["choices"]) if entry.get("choices") is not None else None,
+                minimum=entry.get("minimum"),
+            )
+            for name, entry in spec.items()
+        }
+        return cls(base, smoke={})
+
     def table(self) -> list[dict[str, object]]:
         """One row per knob: name, type, the value under each profile, help (for `workbench list NAME`)."""
         return [

@@ -97,9 +97,13 @@ def check_parameters(notebook: Path, parameters: Mapping[str, object]) -> None:
     """Raise ParameterError (naming notebook, parameter, value and what is allowed) for a parameter the notebook's
     study does not know or a value it does not accept; a notebook without a study is checked by name only."""
     from workbench.studies import NOTEBOOK_STUDIES, study_module
+    from workbench.studies.spec import static_profiles
 
     try:
         if notebook.stem in NOTEBOOK_STUDIES:
+            first = static_profiles(notebook.stem)  # names and types in a second, before torch is imported
+            if first is not None:
+                first.check(parameters)
             study_module(notebook.stem).PROFILES.check(parameters)
             return
         known = [k for k in notebook_parameters(notebook) if k not in ("profile", "report_dir")]

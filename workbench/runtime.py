@@ -1,4 +1,7 @@
-"""Seeds, device choice and a description of the environment: what every run needs to be repeatable."""
+"""Seeds, device choice and a description of the environment: what every run needs to be repeatable.
+
+torch is imported inside the functions that use it: the command line imports this module for its file helpers and
+must start in a second, not in the seconds torch takes."""
 
 from __future__ import annotations
 
@@ -8,15 +11,20 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 PathLike = str | os.PathLike
 
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch, and ask torch for deterministic kernels (same seed, same numbers on CPU)."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -31,6 +39,8 @@ def torch_threads(count: int | None) -> Iterator[None]:
     Small models (heads, probes, student transformers) train far faster on one thread than on two when the
     CPU is shared: the threads spin waiting for each other. Big matrix work (encoding) wants them all.
     """
+    import torch
+
     previous = torch.get_num_threads()
     if count:
         torch.set_num_threads(int(count))
@@ -42,12 +52,15 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 def default_device() -> torch.device:
     """CUDA when present, else CPU."""
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def environment() -> dict[str, object]:
     """Versions and hardware, stored in every results.json."""
     import sklearn
+    import torch
     import transformers
 
     return {

@@ -11,6 +11,12 @@ together, the cells of one run on both, since each cell depends only on its own 
 flat metric row. Heads see the encoder's token states: cached once from a frozen encoder (`finetune=False`,
 the `quick` profile) or computed by an encoder fine-tuned end to end with the head (`finetune=True`, `paper`).
 The parameters become explicit head options and a `TrainConfig` in one place (`recipe`).
+
+`base='finetuned'` (the `quick` default) adds the strong base the headline stands on: for the Google and Reddit
+sentiment matrices (`finetune_sources`), the encoder fine-tuned end to end with mean pooling and a linear layer
+(`methods.finetune.finetune_classifier`, the `ft_*` recipe), once per seed of `seeds` (`finetune_seed_caps` caps a
+source's seeds), while the head experiments (`head_seeds`) stay on frozen states. Every row says what it stood on
+(`base`: `frozen` / `finetuned`; `arm`: `head · base`), so a fine-tuned Linear row is never mixed with a frozen one.
 """
 
 from __future__ import annotations
@@ -213,6 +219,7 @@ PROFILES = Profiles(
         "ft_batch_size": 8,
         "ft_lr": 1e-3,
         "ft_max_length": 32,
+        "ft_threads": 1,
         "encoder": "tiny",
         "state_layers": 2,
         "linear_pooling": "cls",
@@ -901,7 +908,7 @@ def notes(params: Mapping[str, object]) -> list[str]:
             f"Encoder {params['encoder']} fine-tuned end to end with each head (a fresh copy per head), heads reading "
             f"{layers}'s token states; max_length {params['max_length']} tokens."
         )
-    else:
+    elif head_seeds(params):
         out.append(
             f"Encoder {params['encoder']} frozen: token states ({layers}) computed once for max_length "
             f"{params['max_length']} tokens and cached; only the heads are trained (the study fine-tunes BERT end "
@@ -1003,6 +1010,7 @@ def finetune_notes(params: Mapping[str, object]) -> list[str]:
     per_source = "; ".join(f"{s} {_seed_list(finetune_seeds(params, s))}" for s in sources)
     max_length = params["ft_max_length"] or params["max_length"]
     weighted = "class-weighted" if params["weighted_loss"] else "unweighted"
+    heads_at = head_seeds(params)
     out = [
         f"Linear head on {' and '.join(sources)} sentiment (rows base='finetuned', arm 'linear · finetuned'): encoder "
         f"{params['encoder']} fine-tuned end to end with mean pooling over the real tokens and a linear layer "
@@ -1013,12 +1021,14 @@ def finetune_notes(params: Mapping[str, object]) -> list[str]:
         f"the dev {params['ft_monitor']} (patience {params['ft_patience']}); {per_source}. The paper fine-tunes "
         "BERT-Large (24 layers, 335M parameters) instead.",
         "Every other head, the Linear head's frozen rows (base='frozen'), sarcasm, CrossTalk, domain shift and the "
-        f"timing table stand on the frozen encoder ({_seed_list(head_seeds(params))}): fine-tuning a fresh encoder "
+        f"timing table stand on the frozen encoder ({_seed_list(heads_at)}): fine-tuning a fresh encoder "
         "per head, task and variety does not fit this CPU's time budget (finetune=True does it, as in the paper "
-        "profile).",
+        "profile)."
+        if heads_at
+        else "No head experiments in this run (head_seeds=[]): no frozen-state rows, no domain shift, no timing table.",
     ]
     if params["save_models"]:
-        out.append("Only the frozen-state heads are saved under models/; the fine-tuned Linear models are not.")
+        out.append("The fine-tuned Linear models are not saved (only frozen-state heads are, under models/).")
     return out
 
 
@@ -1234,6 +1244,8 @@ def generalisation_gap_table(metrics: pd.DataFrame) -> pd.DataFrame:
 def timing_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Seconds per training batch: head (rows) x mode (columns), and the paper's Table I (T4 GPU, BERT-base)."""
     rows = metrics[metrics["experiment"] == "timing"]
+    if rows.empty:  # a run without head experiments (head_seeds=[])
+        return pd.DataFrame(columns=["paper (T4, BERT-base)"])
     table = rows.pivot_table(index="head", columns="mode", values="seconds_per_batch", aggfunc="mean")
     table["paper (T4, BERT-base)"] = [PAPER["seconds_per_batch"].get(head, np.nan) for head in table.index]
     return table

@@ -1,8 +1,11 @@
 """MAGE study (arXiv 2502.17987): does augmenting AfriSenti sentence embeddings help a small classifier, and does
 weighting the original and augmented embeddings with multi-head attention help further?
 
-Per language and seed (`run_language`): sentence embeddings of cleaned tweets (`load`), standardised with training
-statistics only; augmenters (`workbench.methods.mage`) fitted on the training embeddings only (checked); then every
+Per language (`build_bases`): candidate sentence vectors of the cleaned tweets (the frozen encoder's, TF-IDF + SVD,
+their concatenation, a fine-tuned encoder's; `workbench.methods.bases`) scored side by side with logistic regression
+on dev and test beside TF-IDF + LR, and the base MAGE runs on (`base`, or the best on dev: `best_dev`); the
+`ablation_bases` (the frozen MiniLM) run `ablation_configs` as an ablation arm. Per language and seed
+(`run_language`): the base's vectors, standardised with training statistics only; augmenters (`workbench.methods.mage`) fitted on the training embeddings only (checked); then every
 planned experiment (`plan_experiments`): the ablation (each augmentation configuration × classifier, without and
 with attention), a sweep of the number of heads and a sweep of the linear-noise range. Classifiers train with
 class-weighted cross-entropy and early stopping on dev weighted-F1 (the AfriSenti ranking metric). Baselines: no
@@ -23,6 +26,15 @@ from sklearn.preprocessing import StandardScaler
 from workbench.data import AFRISENTI_LABELS, afrisenti_languages, load_afrisenti, remove_overlap
 from workbench.data.sampling import split_indices, stratified_sample
 from workbench.encoders import encoder_name_problem
+from workbench.methods.bases import (
+    BASES,
+    base_parts,
+    concatenate,
+    finetuned_vectors,
+    probe_metrics,
+    select_base,
+    svd_vectors,
+)
 from workbench.methods.mage import (
     CLASSIFIERS,
     HEAD_AGGREGATIONS,
@@ -57,6 +69,7 @@ CONFIGS: dict[str, tuple[str, ...]] = {
     "mage": ("linear", "ae", "vae"),
     "all": ("linear", "ae", "dae", "vae"),
 }
+SCALINGS = ("dimension", "global")
 AUGMENTED_CONFIGS = tuple(name for name, members in CONFIGS.items() if members)
 DATA_SEED = 0  # the smoke profile's row cap draws the same rows for every seed: the splits are the official ones
 PAPER_ENCODER = "castorini/afriberta_large"
@@ -77,6 +90,38 @@ PROFILES = Profiles(
             "sentence encoder: minilm (offline), tiny (tests), or a hub id / local folder",
             validate=encoder_name_problem,
         ),
+        "base": Param(
+            "svd+frozen",
+            "sentence vector MAGE augments: frozen (the encoder), svd (TF-IDF + truncated SVD), svd+frozen, finetuned "
+            "(the encoder fine-tuned on the language's train split), svd+finetuned, or best_dev (per language, the "
+            "base_candidates entry with the best dev accuracy)",
+            choices=(*BASES, "best_dev"),
+        ),
+        "base_candidates": Param(
+            ["frozen", "svd", "svd+frozen"],
+            "bases measured side by side (logistic regression, dev and test) in the candidate table",
+            choices=BASES,
+        ),
+        "ablation_bases": Param(
+            ["frozen"], "other bases run as an ablation arm (ablation_configs only)", choices=BASES
+        ),
+        "ablation_configs": Param(["none", "mage"], "configurations run on the ablation bases", choices=tuple(CONFIGS)),
+        "svd_components": Param(
+            256,
+            "TF-IDF SVD dimensions; None: the full rank of the training matrix",
+            kind="int",
+            optional=True,
+            minimum=1,
+        ),
+        "scaling": Param(
+            "dimension",
+            "how vectors are scaled with training statistics: dimension (standardise each) or global (centre, one "
+            "common scale: keeps a TF-IDF SVD's geometry)",
+            choices=SCALINGS,
+        ),
+        "finetune_epochs": Param(3, "epochs of the finetuned base (early stopping on dev macro-F1)", minimum=1),
+        "finetune_lr": Param(5e-5, "learning rate of the finetuned base (linear schedule, 10% warm-up)", minimum=0.0),
+        "finetune_batch_size": Param(32, "batch size of the finetuned base", minimum=1),
         "pooling": Param("mean", "sentence vector: mean over tokens or the [CLS] state", choices=("mean", "cls")),
         "max_length": Param(128, "tokens per tweet", minimum=1),
         "cleaning": Param(
@@ -138,6 +183,9 @@ PROFILES = Profiles(
     smoke=dict(
         languages=["kin"],
         encoder="tiny",
+        svd_components=8,
+        finetune_epochs=1,
+        finetune_batch_size=8,
         max_rows_per_split=30,
         seeds=[0, 1],
         head_sweep=[2, 4],
@@ -153,9 +201,16 @@ PROFILES = Profiles(
         projections=["pca"],
         save_models=False,
     ),
-    quick={},
+    # quick: the base with the best dev accuracy among the candidates, the SVD at the training matrix's full rank (it
+    # then matches TF-IDF + LR; 128 / 256 components lost 1.5-3.5 dev points on kin)
+    # quick: per-dimension standardisation cost the full-rank SVD 5-12 points of baseline accuracy (swa logreg .460
+    # vs .581 with one global scale): global scaling
+    quick=dict(base="best_dev", svd_components=None, scaling="global"),
     paper=dict(
         encoder=PAPER_ENCODER,
+        base="frozen",
+        base_candidates=["frozen", "svd", "svd+frozen", "finetuned"],
+        ablation_bases=[],
         head_aggregation="concat",
         seeds=[0, 1, 2, 3, 4],
         noise_sweep_classifiers=list(CLASSIFIERS),
@@ -303,6 +358,147 @@ def load(params: Mapping[str, object]) -> MageData:
             splits[language], described = prepare_language(language, params, encoder)
         descriptions += described
     return MageData(splits, descriptions, dict(timings))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Bases: the sentence vectors MAGE augments
+
+
+def needed_bases(params: Mapping[str, object]) -> list[str]:
+    """Every base this run computes: the candidates, the main base (unless chosen on dev among the candidates) and
+    the ablation bases, in that order without repeats."""
+    names = list(params["base_candidates"])
+    if params["base"] != "best_dev":
+        names.append(str(params["base"]))
+    elif not names:
+        raise ParameterError("parameter 'base': best_dev needs at least one entry in base_candidates")
+    names += list(params["ablation_bases"])
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class BaseSet:
+    """One language's bases: vectors per base and split, the candidate table's rows, and the base MAGE runs on."""
+
+    vectors: dict[str, dict[str, np.ndarray]]
+    rows: list[dict[str, object]]
+    chosen: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def finetune_config(params: Mapping[str, object]) -> TrainConfig:
+    """The fine-tuned base's schedule: linear decay after 10% warm-up, early stopping on dev macro-F1."""
+    return TrainConfig(
+        epochs=int(params["finetune_epochs"]),
+        lr=float(params["finetune_lr"]),
+        batch_size=int(params["finetune_batch_size"]),
+        weight_decay=float(params["weight_decay"]),
+        patience=1,
+        seed=int(list(params["seeds"])[0]),
+        monitor="macro_f1",
+        schedule="linear",
+        warmup_ratio=0.1,
+        progress=False,
+        device="cpu",
+        max_steps=1 if params.get("dry_run") else None,
+    )
+
+
+def build_bases(splits: EmbeddedSplits, params: Mapping[str, object]) -> BaseSet:
+    """Every base of `needed_bases` for one language (the frozen vectors are `splits`' own; the SVD and the
+    fine-tuning see the training split only, plus dev for early stopping), the candidate table (class-balanced
+    logistic regression on each candidate, dev and test, beside TF-IDF + LR) and the base MAGE runs on: `base`, or
+    with `best_dev` the candidate with the best dev accuracy (test rows never take part in the choice)."""
+    names = needed_bases(params)
+    atoms = {part for name in names for part in base_parts(name)}
+    evaluation = {"dev": splits.dev_texts, "test": splits.test_texts}
+    labels = {"train": splits.train_labels, "dev": splits.dev_labels, "test": splits.test_labels}
+    parts: dict[str, dict[str, np.ndarray]] = {}
+    seconds: dict[str, float] = {}
+    if "frozen" in atoms:
+        parts["frozen"] = {"train": splits.train, "dev": splits.dev, "test": splits.test}
+    if "svd" in atoms:
+        start = time.perf_counter()
+        parts["svd"] = svd_vectors(splits.train_texts, evaluation, params["svd_components"], seed=DATA_SEED)
+        seconds["svd"] = time.perf_counter() - start
+    if "finetuned" in atoms:
+        start = time.perf_counter()
+        with torch_threads(0):
+            parts["finetuned"], _ = finetuned_vectors(
+                str(params["encoder"]),
+                splits.train_texts,
+                splits.train_labels,
+                splits.dev_texts,
+                splits.dev_labels,
+                {"test": splits.test_texts},
+                finetune_config(params),
+                max_length=int(params["max_length"]),
+            )
+        seconds["finetuned"] = time.perf_counter() - start
+    vectors = {}
+    for name in names:
+        members = base_parts(name)
+        vectors[name] = parts[members[0]] if len(members) == 1 else concatenate([parts[m] for m in members])
+    rows, dev_accuracy = [], {}
+    common = {
+        "language": splits.language,
+        "seed": int(list(params["seeds"])[0]),
+        "study": "bases",
+        "attention": "none",
+        "heads": 0,
+    }
+    for name in params["base_candidates"]:
+        start = time.perf_counter()
+        scores = probe_metrics(_standardised(vectors[name], str(params["scaling"])), labels)
+        dev_accuracy[name] = scores["dev"]["accuracy"]
+        elapsed = time.perf_counter() - start + sum(seconds.get(m, 0.0) for m in base_parts(name))
+        for split, metrics in scores.items():
+            rows.append(
+                {**common, "config": name, "classifier": "sklearn_logreg", "split": split, **metrics}
+                | {"dims": int(vectors[name]["train"].shape[1]), "fit_seconds": elapsed}
+            )
+    if params["tfidf_baseline"] and splits.dev_texts:
+        for split, texts, gold in (("dev", splits.dev_texts, splits.dev_labels), ("test", splits.test_texts, None)):
+            gold = splits.test_labels if gold is None else gold
+            metrics = tfidf_baseline(splits.train_texts, splits.train_labels, texts, gold)
+            rows.append({**common, "config": "tfidf", "classifier": "tfidf_logreg", "split": split, **metrics})
+    chosen = select_base(dev_accuracy) if params["base"] == "best_dev" else str(params["base"])
+    for row in rows:
+        row["chosen"] = row["config"] == chosen
+    return BaseSet(vectors, rows, chosen, seconds)
+
+
+class GlobalScaler(StandardScaler):
+    """Centre each dimension with the training mean, then divide every dimension by one number, the training rows'
+    root-mean-square: unlike per-dimension standardisation it keeps the base's geometry (a TF-IDF SVD's tail
+    components stay small, so L2-regularised classifiers weigh them as TF-IDF + LR does)."""
+
+    def fit(self, X, y=None, sample_weight=None):
+        super().fit(X)
+        centred = np.asarray(X, dtype=np.float64) - self.mean_
+        rms = float(np.sqrt((centred**2).mean())) if centred.size else 1.0
+        self.scale_ = np.full(centred.shape[1], rms if rms > 0 else 1.0)
+        return self
+
+
+def make_scaler(scaling: str) -> StandardScaler:
+    """`dimension`: per-dimension standardisation; `global`: `GlobalScaler`."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, not {scaling!r}")
+    return GlobalScaler() if scaling == "global" else StandardScaler()
+
+
+def _standardised(vectors: Mapping[str, np.ndarray], scaling: str = "dimension") -> dict[str, np.ndarray]:
+    """Each split scaled with the training rows' statistics (what MAGE's classifiers see)."""
+    scaler = make_scaler(scaling).fit(vectors["train"])
+    return {split: scaler.transform(v) for split, v in vectors.items()}
+
+
+def with_base(splits: EmbeddedSplits, vectors: Mapping[str, np.ndarray]) -> EmbeddedSplits:
+    """`splits` with its vectors replaced by a base's (texts and labels kept)."""
+    from dataclasses import replace
+
+    return replace(splits, train=vectors["train"], dev=vectors["dev"], test=vectors["test"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -494,15 +690,18 @@ class LanguageRun:
     models: dict[str, TrainedModel] = field(default_factory=dict)  # the models saved with the run (`save_models`)
 
 
-def run_language(splits: EmbeddedSplits, params: Mapping[str, object], progress: bool = True) -> LanguageRun:
+def run_language(
+    splits: EmbeddedSplits, params: Mapping[str, object], progress: bool = True, base: str | None = None
+) -> LanguageRun:
     """Every planned experiment for one language and every seed; augmenters are fitted once per seed, on the
-    standardised training embeddings only."""
+    standardised training embeddings only. `base` names the vectors in `splits` (the rows' `base` column; default:
+    the `base` parameter)."""
     with torch_threads(params.get("torch_threads")):
-        return _run_language(splits, params, list(params["seeds"]), progress)
+        return _run_language(splits, params, list(params["seeds"]), progress, base or str(params.get("base", "frozen")))
 
 
 def _run_language(
-    splits: EmbeddedSplits, params: Mapping[str, object], seeds: list[int], progress: bool
+    splits: EmbeddedSplits, params: Mapping[str, object], seeds: list[int], progress: bool, base_name: str
 ) -> LanguageRun:
     from tqdm.auto import tqdm
 
@@ -518,7 +717,7 @@ def _run_language(
     projection_labels = np.zeros(0, np.int64)
     bar = tqdm(total=len(seeds) * (len(plan) + 1), desc=f"MAGE {splits.language}", disable=not progress)
     for seed in seeds:
-        scaler = StandardScaler().fit(splits.train)
+        scaler = make_scaler(str(params.get("scaling", "dimension"))).fit(splits.train)
         data = {
             "train": scaler.transform(splits.train).astype(np.float32),
             "dev": scaler.transform(splits.dev).astype(np.float32),
@@ -528,7 +727,7 @@ def _run_language(
             "test_labels": np.asarray(splits.test_labels, np.int64),
         }
         augmenters = fit_augmenters(make_augmenters(needed, params, seed), data["train"])
-        base = {"language": splits.language, "seed": seed}
+        base = {"language": splits.language, "seed": seed, "base": base_name}
         for experiment in plan:
             chosen = []
             for name in experiment.augmenters:
@@ -608,11 +807,22 @@ def run(params: Mapping[str, object], data: MageData | None = None, progress: bo
     if data is None:
         data = load(params)
     timings.update(data.timings)
-    runs = {}
+    runs, extra_rows = {}, []
     for language, splits in data.splits.items():
+        with timings(f"bases {language}"):
+            bases = build_bases(splits, params)
+        extra_rows += bases.rows
         with timings(f"experiments {language}"):
-            runs[language] = run_language(splits, params, progress=progress)
-    rows = pd.DataFrame([row for language_run in runs.values() for row in language_run.rows])
+            runs[language] = run_language(
+                with_base(splits, bases.vectors[bases.chosen]), params, progress, bases.chosen
+            )
+        for name in params["ablation_bases"]:
+            if name == bases.chosen:
+                continue
+            with timings(f"ablation base {name} {language}"):
+                ablation = run_language(with_base(splits, bases.vectors[name]), ablation_params(params), progress, name)
+            extra_rows += [{**row, "study": "base_ablation"} for row in ablation.rows]
+    rows = pd.DataFrame([row for language_run in runs.values() for row in language_run.rows] + extra_rows)
     label_names = next(iter(data.splits.values())).label_names if data.splits else list(AFRISENTI_LABELS)
     return MageResult(
         study=STUDY,
@@ -628,12 +838,73 @@ def run(params: Mapping[str, object], data: MageData | None = None, progress: bo
     )
 
 
+def ablation_params(params: Mapping[str, object]) -> dict[str, object]:
+    """The parameters of an ablation-base run: `ablation_configs` only (no sweeps, no TF-IDF rerun, no saving)."""
+    return {
+        **params,
+        "configs": list(params["ablation_configs"]),
+        "head_sweep": [int(params["heads"])],
+        "noise_sweep": [list(_range(params["noise_range"]))],
+        "tfidf_baseline": False,
+        "save_models": False,
+    }
+
+
 def _aggregation_text(aggregation: str, heads: int) -> str:
     if aggregation == "concat":
         return f"head outputs concatenated (the paper's 'concatenated, then summed': {heads} x d features)"
     if aggregation == "sum":
         return "head outputs summed (unscaled)"
     return f"head outputs summed and scaled 1/{heads}"
+
+
+def base_notes(params: Mapping[str, object]) -> list[str]:
+    """What the base is, how it was chosen, and what it is measured against, from the parameters."""
+    k = params["svd_components"]
+    sizes = {
+        "frozen": f"the frozen encoder {params['encoder']!r}",
+        "svd": "TF-IDF (word 1-2 + char 2-5 grams) reduced by truncated SVD to "
+        + ("the full rank of the training matrix" if k is None else f"{k} dimensions")
+        + ", fitted on the training texts only",
+        "finetuned": f"{params['encoder']!r} fine-tuned end to end on the training split ({params['finetune_epochs']} "
+        f"epoch(s), lr {params['finetune_lr']:g}, batch {params['finetune_batch_size']}, linear schedule with 10% "
+        "warm-up, early stopping on dev macro-F1), its mean-pooled states",
+    }
+    used = dict.fromkeys(part for name in needed_bases(params) for part in base_parts(name))
+    out = [
+        "Bases: " + "; ".join(f"{name} = {sizes[name]}" for name in used) + "; a+b concatenates blocks, each "
+        "standardised with training statistics."
+    ]
+    if params["base"] == "best_dev":
+        out.append(
+            f"Base: per language, the candidate among {', '.join(params['base_candidates'])} with the best dev accuracy "
+            "of class-balanced logistic regression (the test split takes no part in the choice)."
+        )
+    else:
+        out.append(f"Base: {params['base']} for every language (fixed by the parameter, not chosen per run).")
+    if params["scaling"] == "global":
+        out.append(
+            "Scaling: every base is centred and divided by one global scale (training statistics), not standardised "
+            "per dimension; the linear noise range is in units of that scale."
+        )
+    if params["base_candidates"]:
+        out.append(
+            f"Candidate table: class-balanced logistic regression (C=1) on each candidate, scaled ({params['scaling']}) "
+            "with training statistics, dev and test, candidates {', '.join(params['base_candidates'])}"
+            + (", beside TF-IDF + LR (the bar)." if params["tfidf_baseline"] else ".")
+        )
+    others = [b for b in params["ablation_bases"] if b != params["base"]]
+    if others:
+        out.append(
+            f"Ablation bases {', '.join(others)}: configurations {', '.join(params['ablation_configs'])} only "
+            "(rows with study base_ablation), to show what the base changes."
+        )
+    if params["tfidf_baseline"]:
+        out.append(
+            "Bar: the no-augmentation baseline's test accuracy (mean over seeds, each classifier) against TF-IDF + LR "
+            "on the same test split (table base_bar; headline <language>_base_meets_tfidf)."
+        )
+    return out
 
 
 def notes(params: Mapping[str, object]) -> list[str]:
@@ -659,8 +930,9 @@ def notes(params: Mapping[str, object]) -> list[str]:
         f"Profile {params.get('profile', '?')}: languages {', '.join(params['languages'])}; configurations "
         f"{', '.join(configs)}; classifiers {', '.join(params['classifiers'])}."
     )
+    out += base_notes(params)
     out.append(
-        f"Sentence embeddings: {params['pooling']} pooling of the frozen encoder {params['encoder']!r} (at most "
+        f"Frozen sentence embeddings: {params['pooling']} pooling of the frozen encoder {params['encoder']!r} (at most "
         f"{params['max_length']} tokens), standardised with training statistics; tweet cleaning: "
         f"{', '.join(switches) or 'off'}. Training tweets whose cleaned text is in dev or test are dropped (counts "
         "in data)."
@@ -808,7 +1080,8 @@ def _setting(frame: pd.DataFrame) -> pd.Series:
 def summary(rows: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """Mean and std over seeds for every (language, study, config, classifier, attention, heads, noise) group."""
     keys = ["language", "study", "config", "classifier", "attention", "heads", "noise_low", "noise_high"]
-    return summarise(with_weighting(rows), keys, metrics)
+    rows = with_weighting(rows)
+    return summarise(rows[rows["study"] != "bases"] if "study" in rows else rows, keys, metrics)
 
 
 def gains_over_baseline(rows: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
@@ -939,15 +1212,53 @@ def paper_comparison(result: StudyResult) -> pd.DataFrame:
     return pd.DataFrame({"paper (AfriBERTa)": PAPER, "ours": ours})
 
 
+def candidate_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The bases measured side by side (class-balanced logistic regression on each base, TF-IDF + LR beside them):
+    accuracy, macro-F1 and weighted F1 on dev (what the choice reads) and test, dimensions, and the base chosen."""
+    columns = ["language", "config", "dims", "chosen"]
+    bases = rows[rows["study"] == "bases"] if "study" in rows else rows.iloc[0:0]
+    if bases.empty:
+        return pd.DataFrame(columns=columns)
+    wide = bases.pivot_table(
+        index=["language", "config"], columns="split", values=["accuracy", "macro_f1", "weighted_f1"], sort=False
+    )
+    wide.columns = [f"{split}_{metric}" for metric, split in wide.columns]
+    first = bases.drop_duplicates(["language", "config"]).set_index(["language", "config"])
+    wide = wide.join(first[[c for c in ("dims", "chosen") if c in first]])
+    ordered = [c for s in ("dev", "test") for c in wide.columns if c.startswith(s + "_")]
+    out = wide[[c for c in ("dims", "chosen") if c in wide] + ordered].reset_index()
+    return out.rename(columns={"config": "base"})
+
+
+def base_bar(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per language and classifier: the no-augmentation baseline on the run's base (accuracy, mean and std over
+    seeds) against TF-IDF + LR's test accuracy in the same run, and whether the base meets that bar."""
+    columns = ["language", "classifier", "base", "baseline_mean", "baseline_std", "seeds", "tfidf", "margin_points"]
+    columns.append("meets_tfidf")
+    none = rows[(rows["study"] == "ablation") & (rows["config"] == "none")] if "study" in rows else rows.iloc[0:0]
+    tfidf = rows[(rows["study"] == "baseline") & (rows["config"] == "tfidf")] if "study" in rows else none
+    if none.empty:
+        return pd.DataFrame(columns=columns)
+    base_column = none["base"] if "base" in none else pd.Series("frozen", index=none.index)
+    grouped = none.assign(base=base_column.fillna("frozen")).groupby(["language", "classifier", "base"], sort=False)
+    out = grouped["accuracy"].agg(baseline_mean="mean", baseline_std="std", seeds="count").reset_index()
+    bar = tfidf.groupby("language")["accuracy"].mean()
+    out["tfidf"] = out["language"].map(bar)
+    out["margin_points"] = 100 * (out["baseline_mean"] - out["tfidf"])
+    out["meets_tfidf"] = [bool(m >= 0) if pd.notna(m) else None for m in out["margin_points"]]
+    return out.reindex(columns=columns)
+
+
 def headline(rows: pd.DataFrame, dry_run: bool = False) -> dict[str, object]:
     """The numbers a report index shows: mean baseline accuracy, the best augmented gain (points) and whether it
-    is beyond the seed spread, and the TF-IDF baseline's accuracy. A dry run's numbers come from random weights
-    and one step: it is marked and claims no gain either way."""
+    is beyond the seed spread, the TF-IDF baseline's accuracy, and per language the base, its baseline accuracy
+    (mean over seeds and classifiers) against TF-IDF + LR and whether every classifier's baseline met that bar. A
+    dry run's numbers come from random weights and one step: it is marked and claims no gain either way."""
     if rows.empty:
         return {"dry_run": True} if dry_run else {}
     gains = gains_over_baseline(rows)
     base = rows[(rows["study"] == "ablation") & (rows["config"] == "none")]
-    tfidf = rows[rows["config"] == "tfidf"]
+    tfidf = rows[(rows["study"] == "baseline") & (rows["config"] == "tfidf")]
     out: dict[str, object] = {
         "baseline_accuracy": float(base["accuracy"].mean()),
         "baseline_weighted_f1": float(base["weighted_f1"].mean()),
@@ -963,9 +1274,30 @@ def headline(rows: pd.DataFrame, dry_run: bool = False) -> dict[str, object]:
             settings_compared=len(gains),
         )
     out["tfidf_accuracy"] = float(tfidf["accuracy"].mean()) if len(tfidf) else None
+    bar = base_bar(rows)
+    for language, group in bar.groupby("language", sort=False):
+        out[f"{language}_base"] = str(group["base"].iloc[0])
+        out[f"{language}_baseline_accuracy"] = float(group["baseline_mean"].mean())
+        if group["tfidf"].notna().all():
+            out[f"{language}_tfidf_accuracy"] = float(group["tfidf"].iloc[0])
+            out[f"{language}_base_meets_tfidf"] = bool(group["meets_tfidf"].all())
     if dry_run:
         out.update(dry_run=True, best_gain_beyond_spread=None, gains_beyond_spread=None)
+        out.update({k: None for k in list(out) if k.endswith("_base_meets_tfidf")})
     return out
+
+
+def base_ablation_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The run's base beside the ablation bases on the same configurations (mean ± std over seeds, test)."""
+    rows = with_weighting(rows)
+    if "base" not in rows:
+        return pd.DataFrame()
+    ablation = rows[rows["study"] == "base_ablation"]
+    if ablation.empty:
+        return pd.DataFrame()
+    main = rows[(rows["study"] == "ablation") & rows["config"].isin(ablation["config"].unique())]
+    both = pd.concat([main, ablation])
+    return mean_std_text(both, ["language", "classifier", "config", "attention", "base"], ["accuracy", "weighted_f1"])
 
 
 def tables(result: MageResult) -> dict[str, pd.DataFrame]:
@@ -991,4 +1323,7 @@ def tables(result: MageResult) -> dict[str, pd.DataFrame]:
             noise_rows(rows, params), ["language", "classifier", "noise"], ["accuracy", "weighted_f1"]
         ),
         "paper": paper_comparison(result).round(3),
+        "bases": candidate_table(rows).round(3),
+        "base_bar": base_bar(rows).round(3),
+        "base_ablation": base_ablation_table(rows),
     }

@@ -159,7 +159,7 @@ PROFILES = Profiles(
         bert_encoder="tiny",
         bert_max_length=32,
         head_tokens=12,
-        bert_train_size=48,
+        bert_train_size=20,  # the fixture IMDB has 60 train reviews: 15 dev, 20 for the encoder, the rest for the models
         encoder_lr=1e-3,
         cache_states=False,
         projection_size=300,
@@ -367,6 +367,19 @@ def _load_pretrained(
         train, dev, test, None, None, None, tokenizer=tokenizer, removed_overlap=removed, timings=dict(timings),
         encoder_train=encoder_train, ids=ids,
     )  # fmt: skip
+
+
+def truncation_summary(params: dict[str, object], data: MultiLevelData) -> str:
+    """One line: the vocabulary and the share of test reviews cut to the token budget."""
+    if params["base"] == "pretrained":
+        length = params["bert_max_length"]
+        cut = float(np.mean([len(x) == length for x in data.ids["test"]]))
+        how = "head + tail" if params["head_tokens"] is not None else "head only"
+        return (f"vocabulary {data.tokenizer.vocab_size}, {cut:.0%} of test reviews are cut to {length} tokens "
+                f"({how}); encoder fine-tuned on {len(data.encoder_train):,} reviews, models trained on "
+                f"{len(data.train):,} others")  # fmt: skip
+    cut = float((data.test_ids.mask.sum(1) == params["max_length"]).mean())
+    return f"vocabulary {data.tokenizer.vocab_size}, {cut:.0%} of test reviews are cut at {params['max_length']} tokens"
 
 
 def train_config(params: dict[str, object], seed: int) -> TrainConfig:

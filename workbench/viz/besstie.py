@@ -271,7 +271,7 @@ def timing_figure(metrics: pd.DataFrame, paper: Mapping[str, float] | None = Non
     from the paper's hardware, so compare the ratios."""
     rows = _rows(metrics, "timing")
     fig = go.Figure()
-    for mode, part in rows.groupby("mode", sort=False):
+    for mode, part in rows.groupby("mode", sort=False) if len(rows) else []:
         mean = part.groupby("head", sort=False)["seconds_per_batch"].mean()
         fig.add_bar(x=list(mean.index), y=mean.to_numpy(), name=f"this run: {mode}")
     if paper:
