@@ -307,3 +307,21 @@ def test_smoke_runs_go_side_by_side_and_quick_runs_one_at_a_time(monkeypatch):
     assert runner.default_workers("quick", 8) == 1 and runner.default_workers("paper", 8) == 1
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 64)
     assert runner.default_workers("smoke", 8) == 4  # capped for memory
+
+
+def test_a_kernel_that_dies_at_start_is_started_again(notebooks: Path, tmp_path: Path, monkeypatch):
+    import papermill
+
+    from workbench import runner
+
+    real, calls = papermill.execute_notebook, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    outcome = runner.run_notebook(find_notebooks(["10_good"], notebooks)[0], "smoke", {}, tmp_path, progress=False)
+    assert outcome.status == "ok" and len(calls) == 2

@@ -245,6 +245,15 @@ def check_writable(reports: str | Path) -> Path:
     return reports
 
 
+KERNEL_START_ATTEMPTS = 3
+
+
+def kernel_start_failed(err: Exception) -> bool:
+    """True when a kernel died before running any cell: with runs side by side, two kernels can pick the same free
+    port at once (ZMQ "Address already in use"); such a run has done nothing and is started again."""
+    return "Kernel died before replying to kernel_info" in str(err) or "Address already in use" in str(err)
+
+
 def run_notebook(
     notebook: Path,
     profile: str = "quick",
@@ -284,22 +293,28 @@ def run_notebook(
         injected = {"profile": profile, "report_dir": str(run_dir.resolve()), **parameters}
         start = time.perf_counter()
         outcome.status = "ok"
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters=injected,
-                kernel_name=kernel,
-                progress_bar=progress,
-                cwd=str(Path.cwd()),
-            )
-        except PapermillExecutionError as err:
-            outcome.status = "failed"
-            outcome.error = {"cell": err.cell_index, "ename": err.ename, "evalue": err.evalue}
-            outcome.error.update({k: v for k, v in _failing_cell(output).items() if k == "source"})
-        except Exception as err:  # kernel died, bad parameters cell, ...: report it, keep going with other notebooks
-            outcome.status = "failed"
-            outcome.error = {"ename": type(err).__name__, "evalue": str(err)}
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters=injected,
+                    kernel_name=kernel,
+                    progress_bar=progress,
+                    cwd=str(Path.cwd()),
+                )
+            except PapermillExecutionError as err:
+                outcome.status = "failed"
+                outcome.error = {"cell": err.cell_index, "ename": err.ename, "evalue": err.evalue}
+                outcome.error.update({k: v for k, v in _failing_cell(output).items() if k == "source"})
+            except Exception as err:  # kernel died, bad parameters cell, ...: report it, go on with other notebooks
+                if attempt < KERNEL_START_ATTEMPTS and kernel_start_failed(err):
+                    if say:
+                        say(f"retrying {notebook.stem}: its kernel did not start ({err})")
+                    continue
+                outcome.status = "failed"
+                outcome.error = {"ename": type(err).__name__, "evalue": str(err)}
+            break
         outcome.seconds = time.perf_counter() - start
         if outcome.status == "ok" and not (run_dir / RESULTS_FILE).is_file():
             outcome.status = "failed"
