@@ -536,7 +536,7 @@ def test_head_tail_ids_keep_the_start_and_the_end():
 
 def test_encode_states_matches_the_classifier_and_zeroes_padding():
     from workbench.methods.finetune import classifier_logits, load_classifier
-    from workbench.methods.textmodels import PooledEncoderClassifier, encode_states, head_tail_ids
+    from workbench.methods.textmodels import encode_states, head_tail_ids
 
     model, tokenizer = load_classifier("tiny", 2, seed=0)
     texts = ["a good film", "bad " * 30, "an average film with a fine cast"]
@@ -547,11 +547,12 @@ def test_encode_states_matches_the_classifier_and_zeroes_padding():
     assert not cache.states[0, cache.lengths[0] :].any() and cache.states[0, : cache.lengths[0]].any()
     expected = classifier_logits(model, tokenizer, texts, max_length=16)
     np.testing.assert_allclose(cache.logits, expected, atol=1e-4)
-    saveable = PooledEncoderClassifier.from_classifier(model)
     batch = tokenizer(texts, truncation=True, max_length=16, padding=True, return_tensors="pt")
     with torch.no_grad():
-        logits = saveable(batch["input_ids"], batch["attention_mask"]).numpy()
+        logits = model.eval()(batch["input_ids"], batch["attention_mask"]).logits.numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4)
+    pooled = classifier_logits(model, tokenizer, texts, max_length=16, output="pooled")
+    np.testing.assert_allclose(model.head(torch.from_numpy(pooled)).detach().numpy(), expected, atol=1e-4)
 
 
 def test_state_batches_are_cut_to_their_longest_review_and_never_mix_caches():

@@ -124,12 +124,50 @@ def test_every_saved_model_reloads_with_the_runs_logits_and_has_a_card(case, fix
 def test_save_models_off_writes_no_models(fixture_data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
     study = study_module("quickstart")
-    params = study.PROFILES.resolve("smoke")
-    assert params["save_models"] is False and study.PROFILES.resolve("quick")["save_models"] is True
+    params = study.PROFILES.resolve("smoke", save_models=False)
     result = study.run(params, progress=False)
     assert result.trained_models == {}
     assert json.loads(result.save(tmp_path).read_text())["models"] == []
     assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("name", ["quickstart", "besstie", "mage", "comet", "spatten", "multilevel", "multimodal"])
+def test_smoke_profiles_save_their_models(name):
+    """A smoke run saves what it trains, so that `workbench run all --profile smoke && workbench models` checks
+    every kind of saved model in seconds."""
+    assert study_module(name).PROFILES.resolve("smoke")["save_models"] is True
+
+
+def test_models_command_passes_a_good_run_and_flags_a_changed_weight_and_a_missing_card(
+    fixture_data_dir, tmp_path, monkeypatch, capsys
+):
+    from safetensors.torch import load_file, save_file
+
+    from workbench.cli import main
+    from workbench.saving import check_reports
+
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    study = study_module("quickstart")
+    for run in ("a-smoke", "b-smoke"):
+        study.run(study.PROFILES.resolve("smoke"), progress=False).save(tmp_path / run)
+    assert main(["models", str(tmp_path)]) == 0
+    assert "2 of 2 saved models reload with the run's exact test logits" in capsys.readouterr().out
+    (good,) = (tmp_path / "a-smoke" / "models").iterdir()
+    (bad,) = (tmp_path / "b-smoke" / "models").iterdir()
+    weights = load_file(bad / "model.safetensors")
+    first = next(iter(weights))
+    weights[first] = weights[first] + 1e-3
+    save_file(weights, bad / "model.safetensors")
+    rows = {row["run"]: row for row in check_reports(tmp_path)}
+    assert rows["a-smoke"]["ok"] and rows["a-smoke"]["max_abs_diff"] == 0.0
+    assert not rows["b-smoke"]["ok"] and rows["b-smoke"]["max_abs_diff"] > 0
+    (good / "README.md").unlink()
+    assert main(["models", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "no model card" in out and "FAILED  b-smoke/" in out and "0 of 2" in out
+    (bad / "config.json").write_text("{not json")
+    (row,) = [r for r in check_reports(tmp_path) if r["run"] == "b-smoke"]
+    assert row["max_abs_diff"] is None and "JSONDecodeError" in row["error"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -110,6 +110,27 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from workbench.saving import check_reports
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per Hugging Face model would bury the table
+    rows = check_reports(args.reports)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no saved models under {args.reports}/*/models/")
+    else:
+        for row in rows:
+            diff = "load failed" if row["max_abs_diff"] is None else f"max |Δlogit| {row['max_abs_diff']:.3g}"
+            status = "ok" if row["ok"] else "FAILED"
+            card = "" if row["card"] else ", no model card"
+            print(f"{status:>6}  {row['run']}/{row['model']}  {row['class']}  {diff}{card}  {row['error']}".rstrip())
+        print(f"{sum(r['ok'] for r in rows)} of {len(rows)} saved models reload with the run's exact test logits")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
 def lab_command(extra: Sequence[str]) -> list[str]:
     """`jupyter lab` on the project's notebooks with the save hook that keeps them as committed."""
     from workbench.runtime import project_root
@@ -250,6 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
     verdicts.add_argument("--profile", default=None, help="judge only this profile's runs (e.g. quick)")
     verdicts.add_argument("--settings", action="store_true", help="also every setting, not only each claim's answer")
     verdicts.set_defaults(func=_cmd_claims)
+
+    models = sub.add_parser(
+        "models",
+        help="reload every saved model under REPORTS and check it reproduces its run's test logits exactly",
+        description="For each REPORTS/<run>/models/<name>/ folder: rebuild the model with its class's "
+        "from_pretrained (workbench.saving.load_saved), recompute the logits of the stored test inputs and compare "
+        "with the logits the run computed (test_logits.safetensors), and check the model card (README.md). Exit 1 "
+        "when any model differs, fails to load or has no card.",
+    )
+    models.add_argument("reports", nargs="?", default="reports", help="reports folder (default ./reports)")
+    models.add_argument("--json", action="store_true", help="one JSON record per model")
+    models.set_defaults(func=_cmd_models)
 
     lab = sub.add_parser(
         "lab",

@@ -470,6 +470,26 @@ def check_saved(folder: str | Path, model: nn.Module | None = None) -> float:
     return worst
 
 
+def check_reports(reports: str | Path) -> list[dict[str, object]]:
+    """Every saved model under `reports/<run>/models/<name>/`, reloaded by its own class (`load_saved`): per model
+    its run, name, class, the largest logit difference from the run's stored test logits (`max_abs_diff`, 0.0 when
+    it reproduces the run exactly), whether it has a model card, and `ok`. A folder that fails to load is reported
+    with its `error`, not raised, so one bad folder does not hide the others."""
+    out = []
+    for folder in sorted(Path(reports).glob(f"*/{MODELS_DIR}/*/")):
+        row: dict[str, object] = {"run": folder.parent.parent.name, "model": folder.name, "class": "", "error": ""}
+        row["card"] = (folder / "README.md").is_file()
+        try:
+            model = load_saved(folder)
+            row["class"] = class_name(type(model))
+            row["max_abs_diff"] = check_saved(folder, model)
+        except Exception as err:  # noqa: BLE001 - reported per folder
+            row["max_abs_diff"], row["error"] = None, f"{type(err).__name__}: {err}"
+        row["ok"] = row["max_abs_diff"] == 0.0 and bool(row["card"])
+        out.append(row)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Writing: folders and model cards
 # ---------------------------------------------------------------------------------------------------------------
@@ -638,6 +658,7 @@ __all__ = [
     "TEST_LOGITS",
     "HubModule",
     "TrainedModel",
+    "check_reports",
     "check_saved",
     "class_name",
     "compute_logits",

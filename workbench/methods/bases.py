@@ -9,7 +9,7 @@ A base maps each text to a dense vector; MAGE augments and classifies those vect
   training rows, and the SVD is an orthonormal basis of that span (`components=None`, computed exactly through the
   training rows' Gram matrix). Fewer components trade accuracy for smaller vectors;
 - `finetuned`: the encoder fine-tuned end to end on the training split (`workbench.methods.finetune`), its
-  mean-pooled final states as the vector (`pooled_states`);
+  mean-pooled final states as the vector (`finetune.classifier_logits(..., output='pooled')`);
 - `a+b`: the concatenation of bases, each block standardised with training statistics (`concatenate`).
 
 `probe_metrics` scores a base the way the TF-IDF bar is scored (class-balanced logistic regression); `select_base`
@@ -108,34 +108,6 @@ def concatenate(blocks: Sequence[Mapping[str, np.ndarray]], train: str = "train"
     return {split: np.hstack(parts).astype(np.float32) for split, parts in out.items()}
 
 
-def pooled_states(model, tokenizer, texts: Sequence[str], max_length: int = 128, batch_size: int = 64) -> np.ndarray:
-    """Mean-pooled final hidden states of an `EncoderClassifier`'s encoder (what its head reads), in the texts'
-    order; evaluated in length-sorted batches with dynamic padding."""
-    import torch
-
-    from workbench.methods.finetune import PadCollator, token_items
-
-    items = token_items(tokenizer, texts, [0] * len(texts), max_length)
-    order = np.argsort([len(item["input_ids"]) for item in items], kind="stable")
-    collate = PadCollator(tokenizer.pad_token_id or 0)
-    was_training = model.training
-    model.eval()
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            batch = collate([items[i] for i in order[start : start + batch_size]])
-            states = model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            mask = batch["attention_mask"].unsqueeze(-1).to(states.last_hidden_state.dtype)
-            pooled = (states.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            chunks.append(pooled.float().numpy())
-    model.train(was_training)
-    hidden = model.encoder.config.hidden_size
-    out = np.zeros((len(items), hidden), dtype=np.float32)
-    if chunks:
-        out[order] = np.concatenate(chunks)
-    return out
-
-
 def finetuned_vectors(
     encoder: str,
     train_texts: Sequence[str],
@@ -149,13 +121,14 @@ def finetuned_vectors(
 ) -> tuple[dict[str, np.ndarray], object]:
     """Fine-tune `encoder` end to end on the training split (early stopping on dev), then the mean-pooled states of
     the fine-tuned encoder for `train`, `dev` and every split in `other_texts`. Returns (vectors, training history)."""
-    from workbench.methods.finetune import finetune_classifier
+    from workbench.methods.finetune import classifier_logits, finetune_classifier
 
     model, tokenizer, history = finetune_classifier(
         encoder, train_texts, train_labels, dev_texts, dev_labels, num_classes, config, max_length=max_length
     )
     texts = {"train": train_texts, "dev": dev_texts, **other_texts}
-    return {split: pooled_states(model, tokenizer, t, max_length) for split, t in texts.items()}, history
+    vectors = {split: classifier_logits(model, tokenizer, t, max_length, output="pooled") for split, t in texts.items()}
+    return vectors, history
 
 
 def probe_metrics(

@@ -802,23 +802,16 @@ def fine_tune_teacher(
     padding (`workbench.methods.finetune`): a step costs the batch's longest tweet, not `max_length`.
     `freeze_embeddings` keeps the word embeddings fixed (the old frozen setting: cheaper, but MiniLM's English
     WordPiece vocabulary then cannot adapt to African-language words). Returns the per-epoch history."""
-    from workbench.methods.finetune import LengthGroupedBatchSampler, PadCollator, token_items
+    from workbench.methods.finetune import fit_classifier
 
-    train_items = token_items(tokenizer, train["text"].tolist(), train["label"].tolist(), max_length)
-    dev_items = token_items(tokenizer, dev["text"].tolist(), dev["label"].tolist(), max_length)
     if freeze_embeddings:
         teacher.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
-    sampler = LengthGroupedBatchSampler.for_items(train_items, config.batch_size, seed=config.seed)
-    history = fit(
-        teacher,
-        train_items,
-        dev_items,
-        config,
-        collate_fn=PadCollator(tokenizer.pad_token_id or 0),
-        batch_sampler=sampler,
-        num_classes=teacher.config.num_labels,
-        desc="teacher",
-    )
+    texts, labels = train["text"].tolist(), train["label"].tolist()
+    num_classes = teacher.config.num_labels
+    history = fit_classifier(
+        teacher, tokenizer, texts, labels, dev["text"].tolist(), dev["label"].tolist(), num_classes, config,
+        max_length, desc="teacher",
+    )  # fmt: skip
     for p in teacher.parameters():
         p.requires_grad_(False)
     return history.frame()

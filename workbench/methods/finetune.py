@@ -18,19 +18,28 @@ from torch.utils.data import Sampler
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from workbench.saving import HubModule
 
-class EncoderClassifier(nn.Module):
+
+class EncoderClassifier(nn.Module, HubModule):
     """A Hugging Face encoder, mean pooling over the non-padding tokens, dropout and a linear head.
 
     `forward` returns a `SequenceClassifierOutput` with the logits, and the cross-entropy `loss` when `labels` are
     given, so the same module trains under `workbench.training.fit` (which computes its own loss from the logits) and
-    under the Hugging Face `Trainer` (which reads `loss`)."""
+    under the Hugging Face `Trainer` (which reads `loss`). A `HubModule`: `save_pretrained(folder)` writes the
+    encoder's config and every weight, `EncoderClassifier.from_pretrained(folder)` rebuilds it offline."""
 
-    def __init__(self, encoder: PreTrainedModel, num_classes: int, dropout: float = 0.1):
+    def __init__(self, encoder: PreTrainedModel, num_classes: int = 2, dropout: float = 0.1):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The mean of the final token states over the real tokens: what the head reads."""
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask.long()).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def forward(
         self,
@@ -38,10 +47,7 @@ class EncoderClassifier(nn.Module):
         attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        logits = self.head(self.dropout(pooled))
+        logits = self.head(self.dropout(self.pooled(input_ids, attention_mask)))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -156,11 +162,15 @@ def classifier_logits(
     max_length: int = 128,
     batch_size: int = 64,
     progress: bool = False,
+    output: str = "logits",
 ) -> np.ndarray:
-    """Logits for `texts`, in their order: evaluated in length-sorted batches with dynamic padding (a batch costs its
-    longest text, so sorting saves most of the padding on long-tailed data such as IMDB reviews)."""
+    """Logits (`output='logits'`) or the mean-pooled states the head reads (`output='pooled'`, an
+    `EncoderClassifier`) for `texts`, in their order: evaluated in length-sorted batches with dynamic padding (a batch
+    costs its longest text, so sorting saves most of the padding on long-tailed data such as IMDB reviews)."""
     from tqdm.auto import tqdm
 
+    if output not in ("logits", "pooled"):
+        raise ValueError(f"output must be 'logits' or 'pooled', not {output!r}")
     items = token_items(tokenizer, texts, [0] * len(texts), max_length)
     order = np.argsort([len(item["input_ids"]) for item in items], kind="stable")
     collate = PadCollator(tokenizer.pad_token_id or 0)
@@ -170,18 +180,47 @@ def classifier_logits(
     chunks = []
     for start in tqdm(range(0, len(order), batch_size), desc="scoring", disable=not progress, leave=False):
         batch = collate([items[i] for i in order[start : start + batch_size]])
-        chunks.append(
-            model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-            .logits.float()
-            .cpu()
-            .numpy()
-        )
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        values = model.pooled(ids, mask) if output == "pooled" else model(input_ids=ids, attention_mask=mask).logits
+        chunks.append(values.float().cpu().numpy())
     model.train(was_training)
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
     out = np.empty((len(items), chunks[0].shape[1]), dtype=np.float32)
     out[order] = np.concatenate(chunks)
     return out
+
+
+def fit_classifier(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    dev_texts: Sequence[str] | None,
+    dev_labels: Sequence[int] | None,
+    num_classes: int,
+    config,
+    max_length: int = 128,
+    desc: str = "fine-tuning",
+):
+    """Train a built text classifier (ours or a Hugging Face `...ForSequenceClassification`) end to end under
+    `workbench.training.fit`: length-grouped batches with dynamic padding, the config's schedule, warm-up, gradient
+    accumulation and freezing, early stopping on dev macro-F1 when a dev split is given. Returns the history."""
+    from workbench.training import fit
+
+    train = token_items(tokenizer, train_texts, train_labels, max_length)
+    dev = token_items(tokenizer, dev_texts, dev_labels, max_length) if dev_texts is not None else None
+    sampler = LengthGroupedBatchSampler.for_items(train, config.batch_size, seed=config.seed)
+    return fit(
+        model,
+        train,
+        dev,
+        config,
+        collate_fn=PadCollator(tokenizer.pad_token_id or 0),
+        batch_sampler=sampler,
+        num_classes=num_classes,
+        desc=desc,
+    )
 
 
 def finetune_classifier(
@@ -200,20 +239,8 @@ def finetune_classifier(
     accumulation and freezing, early stopping on dev macro-F1 when a dev split is given.
 
     Returns `(model, tokenizer, history)`; score new texts with `classifier_logits`."""
-    from workbench.training import fit
-
     model, tokenizer = load_classifier(encoder, num_classes, seed=config.seed, dropout=dropout)
-    train = token_items(tokenizer, train_texts, train_labels, max_length)
-    dev = token_items(tokenizer, dev_texts, dev_labels, max_length) if dev_texts is not None else None
-    sampler = LengthGroupedBatchSampler.for_items(train, config.batch_size, seed=config.seed)
-    history = fit(
-        model,
-        train,
-        dev,
-        config,
-        collate_fn=PadCollator(tokenizer.pad_token_id or 0),
-        batch_sampler=sampler,
-        num_classes=num_classes,
-        desc="fine-tuning",
+    history = fit_classifier(
+        model, tokenizer, train_texts, train_labels, dev_texts, dev_labels, num_classes, config, max_length
     )
     return model, tokenizer, history

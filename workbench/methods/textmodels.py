@@ -405,30 +405,6 @@ def collate_states(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return states, mask, torch.stack([label for *_, label in items])
 
 
-class PooledEncoderClassifier(nn.Module, HubModule):
-    """A saveable copy of `workbench.methods.finetune.EncoderClassifier` (encoder, mean pooling over real tokens,
-    dropout, linear `head`; same parameter names): `forward(input_ids, attention_mask) -> logits`."""
-
-    def __init__(self, encoder_model: nn.Module, num_classes: int = 2, dropout: float = 0.1):
-        super().__init__()
-        self.encoder = encoder_model
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder_model.config.hidden_size, num_classes)
-
-    @classmethod
-    def from_classifier(cls, classifier: nn.Module) -> PooledEncoderClassifier:
-        """The same weights as a fine-tuned `finetune.EncoderClassifier`."""
-        out = cls(classifier.encoder, classifier.head.out_features, classifier.dropout.p)
-        out.load_state_dict(classifier.state_dict())
-        return out.eval()
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask.long()).last_hidden_state
-        weights = attention_mask.unsqueeze(-1).to(states.dtype)
-        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
-
-
 class EncoderClassifier(nn.Module, HubModule):
     """A pretrained encoder (e.g. BERT) with a linear head on the [CLS] state, for full fine-tuning."""
 

@@ -209,7 +209,9 @@ PROFILES = Profiles(
             1, "intra-op torch threads while training (None: leave as is)", kind="int", optional=True, minimum=1
         ),
         "save_models": Param(
-            True, "save the first seed's cross-variety models (fine-tuned: Linear head's only) under models/"
+            True,
+            "save the first seed's cross-variety models (with finetune=True: the Linear head's only) and the fine-tuned "
+            "Linear models of base='finetuned' under models/",
         ),
     },
     smoke={
@@ -237,7 +239,6 @@ PROFILES = Profiles(
         "domain_heads": ["linear", "spatten", "crosstalk+pcgrad"],
         "twitter_min_words": 5,
         "timing_batches": 1,
-        "save_models": False,
     },
     paper={
         "encoder": "bert-base-uncased",
@@ -692,12 +693,13 @@ def run_finetuned(
     sources: Sequence[str],
     seed: int = 0,
     progress: bool = True,
+    saved: dict[str, TrainedModel] | None = None,
 ) -> list[dict[str, object]]:
     """The fine-tuned Linear rows of the sentiment cross-variety matrices of `sources`: for each training variety, the
     encoder fine-tuned end to end with mean pooling and a linear layer (`methods.finetune.finetune_classifier`, the
     `ft_*` recipe, the epoch kept chosen on a seeded dev split of the training rows), then tested on every one of
     `varieties`. One row per cell, `base='finetuned'`; `train_seconds` is the fine-tuning wall time of its row's
-    model."""
+    model. With a `saved` dict, each fine-tuned model is added to it (`finetuned_model_to_save`)."""
     varieties, rows_of = list(params["varieties"]), training_varieties(params)
     max_length = params["ft_max_length"] or params["max_length"]
     jobs = [(source, var) for source in sources for var in rows_of]
@@ -732,8 +734,40 @@ def run_finetuned(
                         "train_seconds": seconds,
                     }
                 )
+            if saved is not None:
+                name = model_name(FINETUNED_HEAD, "finetuned", "Sentiment", source, train_var)
+                test = data.test["Sentiment", source, train_var if train_var in varieties else varieties[0]]
+                saved[name] = finetuned_model_to_save(model, tokenizer, test, params, source, train_var, seed)
             del model
     return rows
+
+
+def finetuned_model_to_save(
+    model: nn.Module,
+    tokenizer,
+    test: pd.DataFrame,
+    params: Mapping[str, object],
+    source: str,
+    train_variety: str,
+    seed: int,
+) -> TrainedModel:
+    """A fine-tuned Linear model (`finetune.EncoderClassifier`: encoder, mean pooling, linear layer) to save, the first
+    rows of `test` tokenized as its test inputs."""
+    max_length = params["ft_max_length"] or params["max_length"]
+    texts = test["text"].iloc[:MAX_TEST_ROWS].tolist()
+    batch = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    rows = dict(
+        experiment="cross_variety", train_source=source, seed=seed, head=FINETUNED_HEAD, base="finetuned",
+        task="Sentiment", train_variety=train_variety,
+    )  # fmt: skip
+    text = (
+        f"The encoder {params['encoder']} fine-tuned end to end with mean pooling over the real tokens and a linear "
+        f"layer ({max_length} tokens), trained on BESSTIE Sentiment {source} {train_variety} (seed {seed}, the run's "
+        "first). Inputs: input_ids and attention_mask from the tokenizer saved here; the output's `logits` are "
+        "(negative, positive)."
+    )
+    return TrainedModel(model, inputs, rows, text, tokenizer=tokenizer)
 
 
 def model_to_save(trained: TrainedHead, inputs, test: pd.DataFrame, rows: dict[str, object]) -> TrainedModel:
@@ -1028,7 +1062,10 @@ def finetune_notes(params: Mapping[str, object]) -> list[str]:
         else "No head experiments in this run (head_seeds=[]): no frozen-state rows, no domain shift, no timing table.",
     ]
     if params["save_models"]:
-        out.append("The fine-tuned Linear models are not saved (only frozen-state heads are, under models/).")
+        out.append(
+            "The first seed's fine-tuned Linear models are saved under models/ (`linear-finetuned-Sentiment-<source>-"
+            "<training variety>`, loadable with `EncoderClassifier.from_pretrained`), beside the frozen-state heads."
+        )
     return out
 
 
@@ -1149,8 +1186,9 @@ def _run(params: Mapping[str, object], data: dict[int, StudyData] | None, progre
             described, removed = seed_data.describe(), dict(seed_data.removed)
         if finetunes(params):
             sources = [s for s in params["finetune_sources"] if seed in finetune_seeds(params, s)]
+            keep = saved if seed == run_seeds(params)[0] else None  # the first seed's models are saved
             with timings("fine-tune Linear (encoder end to end)"):
-                rows += run_finetuned(seed_data, params, sources, seed, progress)
+                rows += run_finetuned(seed_data, params, sources, seed, progress, keep)
         if seed not in heads_at:
             continue
         with timings("encode (token states)"):

@@ -199,7 +199,6 @@ PROFILES = Profiles(
         lr=1e-3,
         projection_points=12,
         projections=["pca"],
-        save_models=False,
     ),
     # quick: the base with the best dev accuracy among the candidates, the SVD at the training matrix's full rank (it
     # then matches TF-IDF + LR; 128 / 256 components lost 1.5-3.5 dev points on kin)

@@ -163,7 +163,6 @@ PROFILES = Profiles(
         encoder_lr=1e-3,
         cache_states=False,
         projection_size=300,
-        save_models=False,
     ),
     # quick = base: the pretrained base, sized for 30 minutes on 2 idle CPU cores. MiniLM at 128 tokens (measured on
     # this machine, per CPU-second of one thread): ~21 reviews/s encoded, ~6 reviews/s trained; on 2 idle cores about
@@ -874,8 +873,6 @@ def _state_models_to_save(
 ) -> dict[str, TrainedModel]:
     """The first seed's model of every row on the states (inputs: the first test reviews' cached states and mask)
     and the fine-tuned encoder with its head (inputs: their ids)."""
-    from workbench.methods.textmodels import PooledEncoderClassifier
-
     test = states.caches["test"]
     rows32 = list(range(min(32, len(test))))
     inputs = test.batch(rows32)
@@ -902,9 +899,8 @@ def _state_models_to_save(
             f"{len(data.encoder_train):,} IMDB reviews (head + tail, {params['bert_max_length']} tokens; the BERT row "
             "and the source of every other model's states). Inputs: input_ids and attention_mask (right-padded)."
         )
-        encoder = PooledEncoderClassifier.from_classifier(states.model)
         out["encoder-finetuned"] = TrainedModel(
-            encoder, (batch["input_ids"], batch["attention_mask"]), {"model": "BERT", "seed": seed}, description,
+            states.model, (batch["input_ids"], batch["attention_mask"]), {"model": "BERT", "seed": seed}, description,
             data.tokenizer,
         )  # fmt: skip
     return out

@@ -120,7 +120,6 @@ PROFILES = Profiles(
         "epochs_context": 1,
         "batch_utterance": 16,
         "batch_context": 4,
-        "save_models": False,
     },
     # quick: 5 seeds for the fusion verdicts; 7-class left out so that 5 seeds x 2 schemes cost what 3 x 3 did
     quick={"schemes": ["3class", "binary"]},

@@ -55,7 +55,7 @@ PROFILES = Profiles(
         "example_index": Param(0, "which held-out review the attention view shows", minimum=0),
         "save_models": Param(True, "save the trained head (Hugging Face form, model card) under the report's models/"),
     },
-    smoke={"encoder": "tiny", "max_length": 64, "max_train_rows": 80, "epochs": 3, "save_models": False},
+    smoke={"encoder": "tiny", "max_length": 64, "max_train_rows": 80, "epochs": 3},
     paper={"encoder": "bert-base-uncased", "max_length": 512, "lr": 1e-3},
     # `--dry-run`: the profile's encoder architecture (random weights) on a handful of rows, short texts, one step
     dry_run={"max_length": 64, "max_train_rows": 24, "max_test_rows": 16, "epochs": 1},

@@ -140,7 +140,6 @@ PROFILES = Profiles(
         finetune_keep=[0.2, 1.0],
         finetune_epochs=1,
         finetune_lr=1e-3,
-        save_models=False,
     ),
     quick={},
     paper=dict(
