@@ -436,18 +436,17 @@ def head_options(name: str, params: Mapping[str, object]) -> dict[str, object]:
     return options
 
 
-def train_config(params: Mapping[str, object], seed: int = 0, progress: bool = False) -> TrainConfig:
-    """The `TrainConfig` of every head from the parameters."""
+def train_config(params: Mapping[str, object], seed: int = 0, progress: bool = False, prefix: str = "") -> TrainConfig:
+    """The `TrainConfig` of every head from the parameters; `prefix='ft_'` reads the fine-tuned Linear rows' recipe
+    (`ft_epochs`, `ft_lr`, ..., with its warm-up and `ft_schedule` decay) instead."""
+    keys = ("epochs", "lr", "batch_size", "weight_decay", "patience", "monitor")
+    schedule = dict(schedule=params["ft_schedule"], warmup_ratio=params["ft_warmup_ratio"]) if prefix == "ft_" else {}
     return TrainConfig(
-        epochs=params["epochs"],
-        lr=params["lr"],
-        batch_size=params["batch_size"],
-        weight_decay=params["weight_decay"],
-        patience=params["patience"],
+        **{key: params[prefix + key] for key in keys},
         seed=seed,
         weighted_loss=params["weighted_loss"],
-        monitor=params["monitor"],
         progress=progress,
+        **schedule,
     )
 
 
@@ -646,19 +645,7 @@ def run_cross_variety(
 def finetune_config(params: Mapping[str, object], seed: int = 0, progress: bool = False) -> TrainConfig:
     """The `TrainConfig` of the fine-tuned Linear rows (`ft_*` parameters): AdamW over every encoder and head weight,
     warm-up then `ft_schedule` decay, early stopping on the dev `ft_monitor`."""
-    return TrainConfig(
-        epochs=params["ft_epochs"],
-        lr=params["ft_lr"],
-        batch_size=params["ft_batch_size"],
-        weight_decay=params["ft_weight_decay"],
-        patience=params["ft_patience"],
-        seed=seed,
-        weighted_loss=params["weighted_loss"],
-        monitor=params["ft_monitor"],
-        schedule=params["ft_schedule"],
-        warmup_ratio=params["ft_warmup_ratio"],
-        progress=progress,
-    )
+    return train_config(params, seed, progress, prefix="ft_")
 
 
 def finetunes(params: Mapping[str, object]) -> bool:

@@ -16,6 +16,7 @@ the data, the loop and the tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -486,25 +487,27 @@ def run(params: dict[str, object], data: MultiLevelData | None = None, progress:
     return _run_scratch(params, data, progress)
 
 
-def _run_scratch(params: dict[str, object], data: MultiLevelData, progress: bool) -> MultiLevelResult:
-    """The scratch base: every model of `EXPERIMENTS` from scratch on WordPiece ids, then the BERT row."""
-    timings = Timings(data.timings)
-    train, dev, test = data.datasets()
+def run_experiments(
+    experiments: Sequence[tuple[str, str, bool, str]],
+    params: Mapping[str, object],
+    timings: Timings,
+    progress: bool,
+    train_one: Callable[[str, str, float, int], TextRun],
+) -> tuple[list[dict[str, object]], list[dict[str, object]], dict[str, TextRun]]:
+    """Every (name, architecture, contrastive, ablation step) of `experiments` at every seed, trained by
+    `train_one(name, architecture, contrastive_weight, seed)`: the metric rows, the per-epoch curves, and the first
+    seed's trained model of each name (for the figures and the saved models)."""
     weight = params["contrastive_weight"]
-    model_kwargs = {k: params[k] for k in MODEL_KNOBS}
     rows, curves, kept = [], [], {}
-    bar = tqdm(total=len(EXPERIMENTS) * len(params["seeds"]), desc="models x seeds", disable=not progress)
-    for name, architecture, contrastive, step in EXPERIMENTS:
+    bar = tqdm(total=len(experiments) * len(params["seeds"]), desc="models x seeds", disable=not progress)
+    for name, architecture, contrastive, step in experiments:
         for seed in params["seeds"]:
+            contrastive_weight = weight if contrastive else 0.0
             with timings(f"train+test {name}"):
-                trained = train_text_model(
-                    name, architecture, train, dev, test, train_config(params, seed),
-                    vocab_size=data.tokenizer.vocab_size, contrastive_weight=weight if contrastive else 0.0,
-                    temperature=params["temperature"], model_kwargs=model_kwargs,
-                )  # fmt: skip
+                trained = train_one(name, architecture, contrastive_weight, seed)
             rows.append({
                 "model": name, "architecture": architecture, "ablation_step": step,
-                "contrastive_weight": weight if contrastive else 0.0, "seed": seed, **trained.metrics, **trained.cost,
+                "contrastive_weight": contrastive_weight, "seed": seed, **trained.metrics, **trained.cost,
             })  # fmt: skip
             curves += [{"model": name, "seed": seed, **epoch} for epoch in trained.history.epochs]
             if seed == params["seeds"][0]:
@@ -514,6 +517,22 @@ def _run_scratch(params: dict[str, object], data: MultiLevelData, progress: bool
                 bar.write(f"{name:26s} seed {seed}: accuracy {trained.metrics['accuracy']:.4f} "
                           f"({trained.cost['epochs_run']} epochs)")  # fmt: skip
     bar.close()
+    return rows, curves, kept
+
+
+def _run_scratch(params: dict[str, object], data: MultiLevelData, progress: bool) -> MultiLevelResult:
+    """The scratch base: every model of `EXPERIMENTS` from scratch on WordPiece ids, then the BERT row."""
+    timings = Timings(data.timings)
+    train, dev, test = data.datasets()
+    model_kwargs = {k: params[k] for k in MODEL_KNOBS}
+
+    def train_one(name: str, architecture: str, contrastive_weight: float, seed: int) -> TextRun:
+        return train_text_model(
+            name, architecture, train, dev, test, train_config(params, seed), vocab_size=data.tokenizer.vocab_size,
+            contrastive_weight=contrastive_weight, temperature=params["temperature"], model_kwargs=model_kwargs,
+        )  # fmt: skip
+
+    rows, curves, kept = run_experiments(EXPERIMENTS, params, timings, progress, train_one)
     tuned_bert = {} if params["save_models"] else None  # the first seed's fine-tuned BERT, to save
     bert_rows = _bert_rows(params, data, timings, progress, tuned_bert)
     if progress:
@@ -545,15 +564,7 @@ def _run_scratch(params: dict[str, object], data: MultiLevelData, progress: bool
         data=data.describe(),
         timings=dict(timings),
         notes=notes(params) + run_notes,
-        headline={
-            "proposed_accuracy": means.get(PROPOSED),
-            "transformer_accuracy": means.get("Transformer"),
-            "bert_accuracy": means.get("BERT"),
-            "multilevel_gain": means.get("+ multi-level") - means.get("Transformer"),
-            "contrastive_gain": means.get("+ contrastive") - means.get("+ multi-level"),
-            **best_model(metrics),
-            **({"dry_run": True} if params.get("dry_run") else {}),
-        },
+        headline={**headline(means, best_model(metrics)), **({"dry_run": True} if params.get("dry_run") else {})},
         curves=pd.DataFrame(curves),
         runs=kept,
         label_names=data.label_names,
@@ -564,6 +575,19 @@ def _run_scratch(params: dict[str, object], data: MultiLevelData, progress: bool
         attention_example=example,
         trained_models=_models_to_save(params, data, kept, test, tuned_bert),
     )
+
+
+def headline(means: Mapping[str, float], best: Mapping[str, object]) -> dict[str, object]:
+    """The run's headline: the proposed, Transformer and BERT rows' mean accuracy, the two gains the paper claims
+    (multi-level over the Transformer, contrastive over multi-level) and the best model (`best_model`)."""
+    return {
+        "proposed_accuracy": means.get(PROPOSED),
+        "transformer_accuracy": means.get("Transformer"),
+        "bert_accuracy": means.get("BERT"),
+        "multilevel_gain": means.get("+ multi-level") - means.get("Transformer"),
+        "contrastive_gain": means.get("+ contrastive") - means.get("+ multi-level"),
+        **best,
+    }
 
 
 def best_model(metrics: pd.DataFrame) -> dict[str, object]:
@@ -733,31 +757,17 @@ def _run_pretrained(params: dict[str, object], data: MultiLevelData, progress: b
         "d_ff": params["d_ff"], "window": params["window"], "bottleneck_ratio": params["bottleneck_ratio"],
     }  # fmt: skip
     flops_inputs = (torch.zeros(1, length, hidden), torch.ones(1, length, dtype=torch.bool))
-    weight = params["contrastive_weight"]
-    rows, curves, kept = [], [], {}
-    bar = tqdm(total=len(STATE_EXPERIMENTS) * len(params["seeds"]), desc="models x seeds", disable=not progress)
-    for name, architecture, contrastive, step in STATE_EXPERIMENTS:
-        for seed in params["seeds"]:
-            torch.manual_seed(seed)
-            model = build_state_model(architecture, hidden, **sizes)
-            with timings(f"train+test {name}"):
-                trained = train_text_model(
-                    name, model, sets["train"], sets["dev"], sets["test"], train_config(params, seed), vocab_size=0,
-                    contrastive_weight=weight if contrastive else 0.0, temperature=params["temperature"],
-                    collate_fn=collate_states, flops_inputs=flops_inputs,
-                )  # fmt: skip
-            rows.append({
-                "model": name, "architecture": architecture, "ablation_step": step,
-                "contrastive_weight": weight if contrastive else 0.0, "seed": seed, **trained.metrics, **trained.cost,
-            })  # fmt: skip
-            curves += [{"model": name, "seed": seed, **epoch} for epoch in trained.history.epochs]
-            if seed == params["seeds"][0]:
-                kept[name] = trained
-            bar.update()
-            if progress:
-                bar.write(f"{name:26s} seed {seed}: accuracy {trained.metrics['accuracy']:.4f} "
-                          f"({trained.cost['epochs_run']} epochs)")  # fmt: skip
-    bar.close()
+
+    def train_one(name: str, architecture: str, contrastive_weight: float, seed: int) -> TextRun:
+        torch.manual_seed(seed)
+        model = build_state_model(architecture, hidden, **sizes)
+        return train_text_model(
+            name, model, sets["train"], sets["dev"], sets["test"], train_config(params, seed), vocab_size=0,
+            contrastive_weight=contrastive_weight, temperature=params["temperature"], collate_fn=collate_states,
+            flops_inputs=flops_inputs,
+        )  # fmt: skip
+
+    rows, curves, kept = run_experiments(STATE_EXPERIMENTS, params, timings, progress, train_one)
     if params["fine_tune_bert"]:
         encoder_row = _encoder_row(params, data, states)
         rows.append(encoder_row)
@@ -794,14 +804,7 @@ def _run_pretrained(params: dict[str, object], data: MultiLevelData, progress: b
         data=data.describe(),
         timings={**dict(timings), **{f"encoder pass seconds: {k}": v for k, v in states.seconds.items()}},
         notes=notes(params) + run_notes,
-        headline={
-            "proposed_accuracy": means.get(PROPOSED),
-            "transformer_accuracy": means.get("Transformer"),
-            "bert_accuracy": means.get("BERT"),
-            "multilevel_gain": means.get("+ multi-level") - means.get("Transformer"),
-            "contrastive_gain": means.get("+ contrastive") - means.get("+ multi-level"),
-            **best,
-        },
+        headline=headline(means, best),
         curves=pd.DataFrame(curves),
         runs=kept,
         label_names=data.label_names,
