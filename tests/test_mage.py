@@ -872,3 +872,58 @@ def test_global_scaling_keeps_the_geometry_and_dimension_scaling_standardises():
     np.testing.assert_allclose(study.make_scaler("dimension").fit(train).transform(train).std(0), 1.0)
     with pytest.raises(ValueError, match="scaling must be one of"):
         study.make_scaler("rank")
+
+
+@pytest.mark.parametrize("scaling", ["global", "dimension"])
+def test_lbfgs_logreg_is_sklearn_logistic_regression_in_the_bases_own_units(scaling):
+    """`fit_full_batch` on a no-attention logreg with `logreg_l2(C, n, scale)` predicts as scikit-learn's
+    class-balanced LogisticRegression(C) on the unscaled vectors (global scaling) or on the scaled ones."""
+    from sklearn.linear_model import LogisticRegression
+
+    from workbench.methods.mage import fit_full_batch, predict_logits
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 20 + [2] * 10)
+    train = rng.normal(0, 0.05, (60, 12)) + 0.04 * np.eye(3)[labels] @ rng.normal(0, 1, (3, 12))
+    test = rng.normal(0, 0.05, (200, 12))
+    scaler = study.make_scaler(scaling).fit(train)
+    scale = study.common_scale(scaler)
+    assert (scale != 1.0) == (scaling == "global")
+    views = scaler.transform(train)[:, None, :].astype(np.float32)
+    model = MageClassifier(12, num_classes=3, classifier="logreg", weighting="none")
+    fit_full_batch(model, (views, labels), study.logreg_l2(0.5, len(labels), scale))
+    reference = LogisticRegression(C=0.5, class_weight="balanced", max_iter=5000, tol=1e-10)
+    if scaling == "global":  # the same optimum as LR on the vectors as they were
+        reference.fit(train - scaler.mean_, labels)
+        expected = reference.decision_function(test - scaler.mean_)
+    else:
+        reference.fit(scaler.transform(train), labels)
+        expected = reference.decision_function(scaler.transform(test))
+    got = predict_logits(model, scaler.transform(test)[:, None, :].astype(np.float32))
+    np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
+    np.testing.assert_allclose(got - got.mean(1, keepdims=True), expected - expected.mean(1, keepdims=True), atol=2e-3)
+    with pytest.raises(ValueError, match="logreg classifier"):
+        fit_full_batch(MageClassifier(12, classifier="lstm"), (views, labels), 1.0)
+
+
+def test_lbfgs_no_augmentation_baseline_on_the_full_rank_svd_is_tfidf_lr(fixture_data_dir, monkeypatch):
+    """The quick recipe (full-rank TF-IDF SVD, global scaling, lbfgs): the `none` logreg row equals the TF-IDF + LR
+    row of the same run, and the attention arm still trains its attention (the refit keeps it)."""
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    params = study.PROFILES.resolve(
+        "smoke", base="svd", svd_components=None, scaling="global", optimizer="lbfgs", seeds=[0, 1],
+        configs=["none", "mage"], classifiers=["logreg"], weightings=["none", "learned"], head_sweep=[], noise_sweep=[],
+        ablation_bases=[], base_candidates=["svd"], projections=[], save_models=False,
+    )  # fmt: skip
+    frame = study.run(params, progress=False).metrics
+    test = frame[frame["study"].isin(["ablation", "baseline"])]
+    none = test[(test["config"] == "none") & (test["classifier"] == "logreg")]
+    tfidf = test[test["config"] == "tfidf"]
+    assert len(none) == 2 and len(tfidf) == 1
+    for column in ("accuracy", "macro_f1"):
+        assert none[column].tolist() == [tfidf[column].iloc[0]] * 2
+    learned = test[(test["config"] == "mage") & (test["attention"] == "learned")]
+    assert len(learned) == 2 and learned["best_epoch"].ge(0).all()
+    lbfgs = " ".join(study.notes(params))
+    assert "optimizer='lbfgs'" in lbfgs and "C=1 in the vectors before the global scaling" in lbfgs
+    assert "L-BFGS" not in " ".join(study.notes({**params, "optimizer": "adam"}))

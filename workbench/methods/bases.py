@@ -136,10 +136,13 @@ def probe_metrics(
     labels: Mapping[str, np.ndarray],
     splits: Sequence[str] = ("dev", "test"),
     label_ids: Sequence[int] = (0, 1, 2),
+    strength: float = 1.0,
 ) -> dict[str, dict[str, float]]:
-    """A base scored like the TF-IDF bar: class-balanced logistic regression (C=1, no rescaling: the vectors are
-    used as given) fitted on `vectors['train']`, its metrics on each split in `splits`."""
-    probe = sklearn_probe(vectors["train"], labels["train"], kind="logreg", standardise=False, class_weight="balanced")
+    """A base scored like the TF-IDF bar: class-balanced logistic regression (C=`strength`, no rescaling: the vectors
+    are used as given) fitted on `vectors['train']`, its metrics on each split in `splits`."""
+    probe = sklearn_probe(
+        vectors["train"], labels["train"], kind="logreg", strength=strength, standardise=False, class_weight="balanced"
+    )
     return {
         split: classification_metrics(labels[split], probe.predict(vectors[split]), labels=list(label_ids))
         for split in splits

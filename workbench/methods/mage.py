@@ -43,7 +43,7 @@ from torch.utils.data import TensorDataset
 from workbench.registry import register
 from workbench.runtime import set_seed
 from workbench.saving import HubModule
-from workbench.training import History, TrainConfig, fit, predict
+from workbench.training import History, TrainConfig, class_weights, fit, predict
 
 CLASSIFIERS = ("logreg", "lstm")
 WEIGHTINGS = ("none", "learned", "uniform")
@@ -457,6 +457,49 @@ def train_classifier(
     """Train `model` end to end (attention included) on (views, labels) with class-weighted cross-entropy and early
     stopping on `dev` by `config.monitor`; the best epoch's weights are kept."""
     return fit(model, views_dataset(*train), views_dataset(*dev), config, num_classes=num_classes)
+
+
+def fit_full_batch(
+    model: MageClassifier,
+    train: tuple[np.ndarray, np.ndarray],
+    l2: float,
+    num_classes: int = 3,
+    max_iter: int = 500,
+) -> History:
+    """Refit the output layer of a `logreg` MageClassifier on all (views, labels) at once with L-BFGS to convergence:
+    class-balanced cross-entropy (mean over rows, scikit-learn's `balanced` weights) + `l2`/2 times the squared norm
+    of the output weights (bias free), on the sentence vectors the model pools from the views (its attention, if
+    any, stays as trained). The problem is convex: without attention this is scikit-learn's
+    `LogisticRegression(C, class_weight='balanced')` with `l2 = 1 / (C * rows)` and reaches the same optimum, so the
+    no-augmentation baseline on a full-rank TF-IDF SVD predicts exactly as TF-IDF + logistic regression does. No dev
+    set, no early stopping: the penalty regularises. Fitted in float64, stored in float32; eval mode."""
+    if model.classifier != "logreg":
+        raise ValueError("full-batch L-BFGS refits the logreg classifier's output layer (the LSTM trains with Adam)")
+    model.eval()
+    with torch.no_grad():
+        pooled = model.pool(torch.as_tensor(np.asarray(train[0]), dtype=torch.float32))[0].double()
+    y = torch.as_tensor(np.asarray(train[1]), dtype=torch.long)
+    weight = class_weights(train[1], num_classes).double()
+    output = model.output.double()
+    optimiser = torch.optim.LBFGS(
+        output.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
+        history_size=20, line_search_fn="strong_wolfe",
+    )  # fmt: skip
+    losses: list[float] = []
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = nn.functional.cross_entropy(output(pooled), y, weight=weight) + 0.5 * l2 * (output.weight**2).sum()
+        loss.backward()
+        losses.append(float(loss.detach()))
+        return loss
+
+    optimiser.step(closure)
+    output.float()
+    history = History()
+    history.epochs.append({"epoch": 0, "train_loss": losses[-1], "evaluations": len(losses)})
+    history.best_epoch = 0
+    return history
 
 
 def predict_logits(model: MageClassifier, views: np.ndarray, batch_size: int = 256) -> np.ndarray:
