@@ -172,11 +172,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench").expanduser()
 
 
-def _text_key(text: str) -> str:
+def text_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-class _ShardCache:
+class ShardCache:
     """Per-(model, settings) store of arrays keyed by text hash: read all shards, append one per new batch."""
 
     def __init__(self, encoder: Encoder, settings: dict[str, object], enabled: bool):
@@ -254,8 +254,8 @@ def _encode(
     settings: dict[str, object] = {"kind": kind, "max_length": max_length}
     if layers != 1:  # the key of final-layer caches stays as it was
         settings["layers"] = layers
-    store = _ShardCache(encoder, settings, cache)
-    keys = [_text_key(t) for t in texts]
+    store = ShardCache(encoder, settings, cache)
+    keys = [text_key(t) for t in texts]
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in store.items}.items(), key=lambda kv: len(kv[1]))
     bar = tqdm(total=len(todo), desc=f"encoding ({encoder.name}, {kind})", disable=not progress or not todo)
     for start in range(0, len(todo), batch_size):

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from workbench.encoders import Encoder, TokenStates, _ShardCache, _text_key, encode_tokens, run_layers
+from workbench.encoders import Encoder, ShardCache, TokenStates, encode_tokens, run_layers, text_key
 from workbench.methods.spatten import CascadePruner, PruneSchedule, token_lengths
 from workbench.registry import get, register
 from workbench.saving import HubModule
@@ -352,8 +352,8 @@ def pruned_token_states(
         "token_keep": list(schedule.token_keep),
         "head_keep": list(schedule.head_keep),
     }
-    store = _ShardCache(encoder, settings, cache)
-    keys = [_text_key(t) for t in texts]
+    store = ShardCache(encoder, settings, cache)
+    keys = [text_key(t) for t in texts]
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in store.items}.items(), key=lambda kv: len(kv[1]))
     pruner = CascadePruner.from_encoder(encoder, schedule).eval()
     bar = tqdm(total=len(todo), desc=f"pruned pass ({encoder.name}, {schedule.name})", disable=not progress or not todo)
