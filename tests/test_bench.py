@@ -121,20 +121,44 @@ def test_measure_command_sees_the_memory_of_the_whole_process_tree():
     assert process >= 150 and tree >= 150  # the grandchild's 150 MiB block counts
 
 
-def test_notebook_cost_table_markdown():
-    from workbench.bench.notebooks import Measurement, markdown
+def test_notebook_cost_table_markdown_and_rows_that_accumulate_across_runs():
+    from workbench.bench.notebooks import Measurement, markdown, merge
 
-    rows = [
-        Measurement("00_quickstart", "quick", "cold", 612.4, 1834.2, 1201.0, True),
-        Measurement("00_quickstart", "quick", "warm", 95.2, 1500.0, 1100.0, True),
+    info = {"cpu": "test", "cores": 2, "memory": "1 GiB", "load_average": "0.10 / 0.20 / 0.30"}
+    first = [
+        Measurement(
+            "00_quickstart",
+            "quick",
+            "cold",
+            612.4,
+            1834.2,
+            1201.0,
+            True,
+            "",
+            "2026-12-05 12:00 UTC",
+            0.1,
+            "workbench bench notebooks --only 00_quickstart",
+        ),
+        Measurement("00_quickstart", "quick", "warm", 95.2, 1500.0, 1100.0, True, "", "2026-12-05 12:10 UTC", 1.25),
         Measurement("04_spatten", "quick", "cold", 9.5, 800.0, 600.0, False, "error: boom | x"),
     ]
-    page = markdown(
-        rows, {"cpu": "test", "cores": 2, "load_average": "0.10 / 0.20 / 0.30"}, "workbench bench notebooks", "1"
+    page = markdown(first, info)
+    assert (
+        "| 00_quickstart | quick | 612 | 95 | 1,834 (1,201) | 1,500 (1,100) | 0.10 / 1.25 | 2026-12-05 12:00 UTC | ok |"
+        in page
     )
-    assert "| 00_quickstart | quick | 612 | 95 | 1,834 (1,201) | 1,500 (1,100) | ok |" in page
-    assert "| 04_spatten | quick | 9.5 | - | 800 (600) | - | failed: error: boom / x |" in page
-    assert "Produced by `workbench bench notebooks`" in page and "Smoke-profile" not in page
+    assert "| 04_spatten | quick | 9.5 | - | 800 (600) | - | ? / - | ? | failed: error: boom / x |" in page
+    assert "- `workbench bench notebooks --only 00_quickstart`" in page and "Smoke-profile" not in page
+
+    stored = {"machine": {k: v for k, v in info.items() if k != "load_average"}, "rows": [r.__dict__ for r in first]}
+    again = [Measurement("04_spatten", "quick", "cold", 300.0, 900.0, 700.0, True)]
+    merged = merge(stored, again, info)
+    assert [(r.notebook, r.cache, r.seconds) for r in merged] == [
+        ("00_quickstart", "cold", 612.4),
+        ("00_quickstart", "warm", 95.2),
+        ("04_spatten", "cold", 300.0),
+    ]  # the re-measured notebook replaced, the other kept
+    assert merge(stored, again, {**info, "cores": 16}) == again  # another machine: old rows are not comparable
 
 
 @pytest.mark.slow

@@ -8,6 +8,11 @@ the kernel and anything they start), sampled every `--interval` seconds, with th
 high-water mark (getrusage) beside it. The table goes to `--out` (default `benchmarks/notebooks.md`) as Markdown, with
 the machine, the command and the load average, so that a user knows what a run costs before starting it. Figures are
 only comparable between runs on an otherwise idle machine.
+
+A full quick-profile table takes hours, so rows accumulate: the measurements live beside the page in
+`<out>.json`, a run replaces the rows of the notebooks it measured and keeps the others (each row says when it was
+measured and the load before it), and rows from a different machine are dropped. `--keep-reports DIR` keeps the cold
+run's reports (results.json, models, HTML) so that an expensive run also serves `workbench claims`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from workbench.runner import find_notebooks
@@ -43,6 +48,9 @@ class Measurement:
     peak_process_mib: float  # largest single process's own high-water mark (getrusage via wait4)
     ok: bool
     error: str = ""
+    measured_at: str = ""  # UTC, when the run started
+    load_before: float = -1.0  # 1-minute load average just before the run
+    command: str = ""  # the `workbench bench notebooks` command that measured it
 
 
 def _tree_rss(pid: int) -> int:
@@ -110,23 +118,26 @@ def measure_notebook(
     warm: bool = True,
     interval: float = 0.2,
     say=None,
+    keep_reports: Path | None = None,
 ) -> list[Measurement]:
-    """Cold then (with `warm`) warm run of one notebook, each in a fresh reports folder; the cache folder is new for
-    the cold run and shared by the warm one, and removed afterwards."""
+    """Cold then (with `warm`) warm run of one notebook, each in a fresh reports folder (the cold one in
+    `keep_reports` when given); the cache folder is new for the cold run and shared by the warm one, and removed
+    afterwards."""
     out = []
     with tempfile.TemporaryDirectory(prefix="workbench-bench-") as tmp:
         env = {**os.environ, "WORKBENCH_CACHE": str(Path(tmp) / "cache")}
         for cache in ("cold", "warm") if warm else ("cold",):
-            reports = Path(tmp) / f"reports-{cache}"
+            reports = keep_reports if keep_reports is not None and cache == "cold" else Path(tmp) / f"reports-{cache}"
             command = _run_command(stem, profile, reports, notebooks_dir, list(params or []))
             if say:
                 say(f"{stem} {profile} {cache}: {shlex.join(command[2:])}")
+            started, load = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
             seconds, tree, process, code, text = measure_command(command, env, interval)
             error = ""
             if code != 0:
                 lines = [line for line in text.splitlines() if line.strip()]
                 error = " | ".join(lines[-3:])[-300:]
-            out.append(Measurement(stem, profile, cache, seconds, tree, process, code == 0, error))
+            out.append(Measurement(stem, profile, cache, seconds, tree, process, code == 0, error, started, load))
             if say:
                 say(f"  {seconds:.1f} s, peak {tree:.0f} MiB (largest process {process:.0f} MiB), exit {code}")
     return out
@@ -165,8 +176,9 @@ def machine() -> dict[str, object]:
     }
 
 
-def markdown(rows: list[Measurement], info: dict[str, object], command: str, finished_load: str) -> str:
-    """The benchmarks page: how it was measured, the machine, and one row per notebook."""
+def markdown(rows: list[Measurement], info: dict[str, object]) -> str:
+    """The benchmarks page: how it was measured, the machine, the commands, and one row per notebook and profile
+    with when it was measured and the 1-minute load average before each of its runs."""
     by_notebook: dict[tuple[str, str], dict[str, Measurement]] = {}
     for row in rows:
         by_notebook.setdefault((row.notebook, row.profile), {})[row.cache] = row
@@ -176,12 +188,18 @@ def markdown(rows: list[Measurement], info: dict[str, object], command: str, fin
             return "-"
         if what == "seconds":
             return f"{m.seconds:,.0f}" if m.seconds >= 10 else f"{m.seconds:.1f}"
+        if what == "load":
+            return f"{m.load_before:.2f}" if m.load_before >= 0 else "?"
         return f"{m.peak_tree_mib:,.0f} ({m.peak_process_mib:,.0f})"
 
     lines = [
         "# What each notebook costs to run",
         "",
-        f"Produced by `{command}` (`workbench/bench/notebooks.py`); rerun it to refresh this page.",
+        "Produced by `workbench bench notebooks` (`workbench/bench/notebooks.py`); rerun it to refresh this page. "
+        "Rows accumulate across runs of the command (the measurements are kept in the `.json` beside this page): "
+        "these are the commands that measured them:",
+        "",
+        *[f"- `{command}`" for command in dict.fromkeys(r.command for r in rows if r.command)],
         "",
         "Each notebook runs through `workbench run` in a child process, twice: **cold** with an empty workbench cache "
         "(`WORKBENCH_CACHE` pointing at a new folder: embeddings and pruned features computed from scratch) and "
@@ -191,24 +209,37 @@ def markdown(rows: list[Measurement], info: dict[str, object], command: str, fin
         "high-water mark. The operating system's file cache is not cleared between runs.",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "load_average"),
-        f"Load average (1 / 5 / 15 min) at the start: {info['load_average']}; at the end: {finished_load}. "
-        "Figures are comparable only between runs made on an otherwise idle machine.",
+        "",
+        "Figures are comparable only between runs made on an otherwise idle machine (load before a run near 0; "
+        "a load of 2 on these 2 cores means another job had the machine).",
         "",
         "| notebook | profile | cold wall (s) | warm wall (s) | cold peak MiB (largest process) | "
-        "warm peak MiB (largest process) | status |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "warm peak MiB (largest process) | load before (cold / warm) | measured | status |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    for (notebook, profile), runs in by_notebook.items():
+    for (notebook, profile), runs in sorted(by_notebook.items()):
         cold, warm = runs.get("cold"), runs.get("warm")
         failed = [m for m in (cold, warm) if m is not None and not m.ok]
         status = "ok" if not failed else "failed: " + failed[0].error.replace("|", "/")
+        when = (cold or warm).measured_at or "?"
         lines.append(
             f"| {notebook} | {profile} | {cell(cold, 'seconds')} | {cell(warm, 'seconds')} | {cell(cold, 'memory')} | "
-            f"{cell(warm, 'memory')} | {status} |"
+            f"{cell(warm, 'memory')} | {cell(cold, 'load')} / {cell(warm, 'load')} | {when} | {status} |"
         )
     if any(m.profile == "smoke" for m in rows):
         lines += ["", "Smoke-profile rows measure the tiny random models of the tests, not what a real run costs."]
     return "\n".join(lines) + "\n"
+
+
+def merge(previous: dict | None, rows: list[Measurement], info: dict[str, object]) -> list[Measurement]:
+    """The measurements after this run: `rows` replace the stored rows of the same (notebook, profile); the other
+    stored rows are kept unless they were measured on a different machine (CPU, cores or memory)."""
+    if not previous or any(previous.get("machine", {}).get(k) != info.get(k) for k in ("cpu", "cores", "memory")):
+        return list(rows)
+    measured = {(r.notebook, r.profile) for r in rows}
+    known = {f.name for f in fields(Measurement)}
+    stored = [Measurement(**{k: v for k, v in r.items() if k in known}) for r in previous.get("rows", [])]
+    return [r for r in stored if (r.notebook, r.profile) not in measured] + list(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,29 +253,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-only", action="store_true", help="skip the warm run")
     parser.add_argument("--interval", type=float, default=0.2, help="memory sampling interval in seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object (rows and machine)")
+    parser.add_argument(
+        "--keep-reports", type=Path, default=None, metavar="DIR", help="write the cold runs' reports into DIR (kept)"
+    )
     args = parser.parse_args(argv)
     notebooks = find_notebooks(args.only, args.notebooks_dir)
     info = machine()
+    command = shlex.join(["workbench", "bench", "notebooks", *(argv if argv is not None else sys.argv[1:])])
+    store = args.out.with_suffix(".json")
+    previous = None
+    if not args.no_write and store.is_file():
+        try:
+            previous = json.loads(store.read_text())
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"{store}: line {error.lineno}: not valid JSON ({error.msg}); fix or delete it") from None
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     rows: list[Measurement] = []
+    table: list[Measurement] = []
     for notebook in notebooks:
-        rows += measure_notebook(
-            notebook.stem, args.profile, args.notebooks_dir, args.params, not args.cold_only, args.interval, say
+        measured = measure_notebook(
+            notebook.stem,
+            args.profile,
+            args.notebooks_dir,
+            args.params,
+            not args.cold_only,
+            args.interval,
+            say,
+            args.keep_reports,
         )
-    command = shlex.join(["workbench", "bench", "notebooks", *(argv if argv is not None else sys.argv[1:])])
-    finished = " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    page = markdown(rows, info, command, finished)
-    if not args.no_write:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, page)
-        say(f"wrote {args.out}")
+        for row in measured:
+            row.command = command
+        rows += measured
+        table = merge(previous, rows, info)
+        if not args.no_write:  # after every notebook: an interrupted run keeps what it measured
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            stored = {
+                "machine": {k: v for k, v in info.items() if k != "load_average"},
+                "rows": [asdict(r) for r in table],
+            }
+            atomic_write_text(store, json.dumps(stored, indent=1) + "\n")
+            atomic_write_text(args.out, markdown(table, info))
+            say(f"wrote {args.out} and {store}")
     if args.json:
         print(json.dumps({"machine": info, "rows": [asdict(r) for r in rows], "out": str(args.out)}))
     else:
-        print(page, end="")
+        print(markdown(table, info), end="")
     return 0 if all(r.ok for r in rows) else 1
 
 
