@@ -124,7 +124,7 @@ def test_measure_command_sees_the_memory_of_the_whole_process_tree():
 def test_notebook_cost_table_markdown_and_rows_that_accumulate_across_runs():
     from workbench.bench.notebooks import Measurement, markdown, merge
 
-    info = {"cpu": "test", "cores": 2, "memory": "1 GiB", "load_average": "0.10 / 0.20 / 0.30"}
+    info = {"cpu": "test", "cores": 2, "memory": "1 GiB"}
     first = [
         Measurement(
             "00_quickstart",
@@ -150,7 +150,7 @@ def test_notebook_cost_table_markdown_and_rows_that_accumulate_across_runs():
     assert "| 04_spatten | quick | 9.5 | - | 800 (600) | - | ? / - | ? | failed: error: boom / x |" in page
     assert "- `workbench bench notebooks --only 00_quickstart`" in page and "Smoke-profile" not in page
 
-    stored = {"machine": {k: v for k, v in info.items() if k != "load_average"}, "rows": [r.__dict__ for r in first]}
+    stored = {"machine": info, "rows": [r.__dict__ for r in first]}
     again = [Measurement("04_spatten", "quick", "cold", 300.0, 900.0, 700.0, True)]
     merged = merge(stored, again, info)
     assert [(r.notebook, r.cache, r.seconds) for r in merged] == [

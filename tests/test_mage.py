@@ -370,20 +370,26 @@ def test_plan_covers_ablations_heads_and_noise():
     assert {e.classifier for e in plan} == {"logreg", "lstm"}
 
 
-def test_run_language_rows_are_complete_and_repeatable():
+def test_run_language_rows_are_complete_and_the_same_in_two_worker_processes():
+    """A run's rows, attention weights and saved models do not depend on `workers`: each experiment seeds itself."""
     splits = _splits()
     params = _params(
-        configs=["none", "mage"], head_sweep=[2], noise_sweep=[], classifiers=["logreg", "lstm"], seeds=[0, 1]
+        configs=["none", "mage"],
+        head_sweep=[2],
+        noise_sweep=[[-0.5, 0.5]],
+        classifiers=["logreg", "lstm"],
+        seeds=[0, 1],
+        workers=1,
     )
     first = run_language(splits, params, progress=False)
-    again = run_language(splits, params, progress=False)
+    again = run_language(splits, {**params, "workers": 2}, progress=False)
     frame = pd.DataFrame(first.rows)
     required = {"language", "config", "classifier", "attention", "heads", "seed", *study.METRICS}
     assert required <= set(frame.columns)
     assert frame[list(study.METRICS)].notna().all().all()
-    assert set(frame["config"]) == {"none", "mage", "tfidf"}
-    # seeds × (none, mage × {none, learned, uniform}, mage 2 heads) × classifiers + tfidf once
-    assert len(frame) == 2 * (2 + 2 * 3 + 2) + 1
+    assert set(frame["config"]) == {"none", "mage", "linear", "tfidf"}  # linear: the noise sweep
+    # seeds × ((none, mage × {none, learned, uniform}, mage 2 heads) × classifiers + logreg noise sweep) + tfidf once
+    assert len(frame) == 2 * (2 + 2 * 3 + 2 + 1) + 1
     mage = frame[(frame["config"] == "mage") & (frame["study"] == "ablation")].set_index(["seed", "classifier"])
     lida, learned, uniform = (mage[mage["attention"] == w] for w in ("none", "learned", "uniform"))
     assert (lida["train_rows"] == 4 * 45).all() and (lida["views"] == 1).all() and (lida["train_copies"] == 4).all()
@@ -393,6 +399,9 @@ def test_run_language_rows_are_complete_and_repeatable():
     pd.testing.assert_frame_equal(
         frame.drop(columns="fit_seconds"), pd.DataFrame(again.rows).drop(columns="fit_seconds")
     )
+    for classifier, weights in first.attention.items():
+        np.testing.assert_array_equal(weights, again.attention[classifier])
+    assert set(first.models) == set(again.models)
     weights = first.attention["lstm"]
     assert weights.shape == (15, params["heads"], 4)  # test rows, heads, {original, linear, ae, vae}
     np.testing.assert_allclose(weights.sum(-1), 1, rtol=1e-5)

@@ -172,7 +172,6 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch_version,
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "load_average": " / ".join(f"{v:.2f}" for v in os.getloadavg()),
     }
 
 
@@ -208,7 +207,7 @@ def markdown(rows: list[Measurement], info: dict[str, object]) -> str:
         "Jupyter kernel and anything they start), sampled; in parentheses the largest single process's own "
         "high-water mark. The operating system's file cache is not cleared between runs.",
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "load_average"),
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
         "",
         "Figures are comparable only between runs made on an otherwise idle machine (load before a run near 0; "
         "a load of 2 on these 2 cores means another job had the machine).",
@@ -291,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_write:  # after every notebook: an interrupted run keeps what it measured
             args.out.parent.mkdir(parents=True, exist_ok=True)
             stored = {
-                "machine": {k: v for k, v in info.items() if k != "load_average"},
+                "machine": info,
                 "rows": [asdict(r) for r in table],
             }
             atomic_write_text(store, json.dumps(stored, indent=1) + "\n")

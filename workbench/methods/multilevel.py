@@ -33,13 +33,13 @@ from torch import nn
 from workbench.saving import HubModule
 
 
-@dataclass
-class MultiLevelConfig:
-    """Architecture of the from-scratch transformer; `multi_level=False, lightweight=False` is the plain baseline."""
+@dataclass(kw_only=True)
+class LayerStackConfig:
+    """The encoder layers both multi-level classifiers share (`EncoderLayer`): global + local attention
+    (`multi_level`, local radius `window`) or plain, full or bottlenecked (`lightweight`) feed-forward;
+    `multi_level=False, lightweight=False` is the plain-transformer baseline."""
 
-    vocab_size: int
     num_classes: int = 2
-    max_length: int = 256
     d_model: int = 64
     num_layers: int = 2
     num_heads: int = 4
@@ -49,10 +49,18 @@ class MultiLevelConfig:
     window: int = 8
     lightweight: bool = False
     bottleneck_ratio: int = 4
-    pad_token_id: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass(kw_only=True)
+class MultiLevelConfig(LayerStackConfig):
+    """The from-scratch transformer: token and position embeddings, then the layers."""
+
+    vocab_size: int
+    max_length: int = 256
+    pad_token_id: int = 0
 
 
 def local_window_mask(length: int, window: int, device: torch.device | None = None) -> torch.Tensor:
@@ -215,25 +223,13 @@ class MultiLevelClassifier(AttentionMapsMixin, nn.Module, HubModule):
         return self.features(input_ids, attention_mask)[0]
 
 
-@dataclass
-class StateHeadConfig:
-    """Architecture of a transformer head over pretrained token states (hidden `input_size`): projection to
-    `d_model`, `num_layers` layers; `multi_level=False, lightweight=False` is the plain-transformer baseline."""
+@dataclass(kw_only=True)
+class StateHeadConfig(LayerStackConfig):
+    """A transformer head over pretrained token states (hidden `input_size`): projection to `d_model`, then the
+    layers (one by default)."""
 
     input_size: int
-    num_classes: int = 2
-    d_model: int = 64
     num_layers: int = 1
-    num_heads: int = 4
-    d_ff: int = 256
-    dropout: float = 0.1
-    multi_level: bool = True
-    window: int = 8
-    lightweight: bool = False
-    bottleneck_ratio: int = 4
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class MultiLevelStateClassifier(AttentionMapsMixin, nn.Module, HubModule):

@@ -51,6 +51,7 @@ from workbench.methods.mage import (
     training_views,
 )
 from workbench.methods.tfidf import tfidf_baseline
+from workbench.parallel import parallel_map, resolve_workers
 from workbench.preprocess import CleaningConfig, clean_tweets
 from workbench.profiles import Param, ParameterError, Profiles
 from workbench.registry import build, names
@@ -194,6 +195,14 @@ PROFILES = Profiles(
         "projection_points": Param(150, "training examples in the embedding-space projections", minimum=2),
         "projections": Param(["pca", "tsne"], "projections of the embedding-space figure", choices=("pca", "tsne")),
         "torch_threads": Param(1, "torch threads for training (small models: 1 is fastest); 0: leave as is", minimum=0),
+        "workers": Param(
+            None,
+            "processes running a seed's experiments side by side, torch_threads each (None: one per core the run may "
+            "use; 1: one after the other in the notebook's process). Same numbers whatever the count",
+            kind="int",
+            optional=True,
+            minimum=1,
+        ),
         "save_models": Param(True, "save the first seed's attention-weighted head_sweep_config models under models/"),
     },
     smoke=dict(
@@ -215,6 +224,7 @@ PROFILES = Profiles(
         lr=1e-3,
         projection_points=12,
         projections=["pca"],
+        workers=1,
     ),
     # quick: the base with the best dev accuracy among the candidates, the SVD at the training matrix's full rank (it
     # then matches TF-IDF + LR; 128 / 256 components lost 1.5-3.5 dev points on kin)
@@ -729,19 +739,58 @@ def run_language(
     """Every planned experiment for one language and every seed; augmenters are fitted once per seed, on the
     standardised training embeddings only. `base` names the vectors in `splits` (the rows' `base` column; default:
     the `base` parameter)."""
+    workers = resolve_workers(params.get("workers"))  # before the thread count drops to torch_threads
     with torch_threads(params.get("torch_threads")):
-        return _run_language(splits, params, list(params["seeds"]), progress, base or str(params.get("base", "frozen")))
+        name = base or str(params.get("base", "frozen"))
+        return _run_language(splits, dict(params), list(params["seeds"]), progress, name, workers)
+
+
+def score_experiment(
+    experiment: Experiment,
+    data: Mapping[str, np.ndarray],
+    augmenters: Mapping[str, EmbeddingAugmenter],
+    params: Mapping[str, object],
+    base: Mapping[str, object],
+    first_seed: bool,
+) -> tuple[dict[str, object], np.ndarray | None, TrainedModel | None]:
+    """One experiment of one seed (a worker's unit of work): its metric row; for the first seed's learned attention
+    on `head_sweep_config`, also the test attention weights and (`save_models`) the model to save."""
+    chosen = []
+    for name in experiment.augmenters:
+        if name == "linear" and experiment.noise_range != _range(params["noise_range"]):
+            low, high = experiment.noise_range
+            swept = build("augmenter", "linear", low=low, high=high)
+            chosen.append(fit_augmenters({"linear": swept}, data["train"])["linear"])
+        else:
+            chosen.append(augmenters[name])
+    row, model, test_views = train_and_score(experiment, data, chosen, params, int(base["seed"]))
+    row = {**base, **row}
+    kept = (
+        first_seed
+        and experiment.study == "ablation"
+        and experiment.weighting == "learned"
+        and experiment.config == params["head_sweep_config"]
+    )
+    if not kept:
+        return row, None, None
+    weights = model.attention_weights(torch.from_numpy(test_views)).numpy()
+    saved = _model_to_save(model, test_views, experiment, row, params) if params["save_models"] else None
+    return row, weights, saved
 
 
 def _run_language(
-    splits: EmbeddedSplits, params: Mapping[str, object], seeds: list[int], progress: bool, base_name: str
+    splits: EmbeddedSplits,
+    params: Mapping[str, object],
+    seeds: list[int],
+    progress: bool,
+    base_name: str,
+    workers: int = 1,
 ) -> LanguageRun:
     from tqdm.auto import tqdm
 
     plan = plan_experiments(params)
     order = names("augmenter")
     needed = sorted({name for e in plan for name in e.augmenters}, key=order.index)
-    noise = _range(params["noise_range"])
     rows: list[dict[str, object]] = []
     projection: dict[str, np.ndarray] = {}
     attention: dict[str, np.ndarray] = {}
@@ -762,27 +811,16 @@ def _run_language(
         }
         augmenters = fit_augmenters(make_augmenters(needed, params, seed), data["train"])
         base = {"language": splits.language, "seed": seed, "base": base_name}
-        for experiment in plan:
-            chosen = []
-            for name in experiment.augmenters:
-                if name == "linear" and experiment.noise_range != noise:
-                    low, high = experiment.noise_range
-                    swept = build("augmenter", "linear", low=low, high=high)
-                    chosen.append(fit_augmenters({"linear": swept}, data["train"])["linear"])
-                else:
-                    chosen.append(augmenters[name])
-            row, model, test_views = train_and_score(experiment, data, chosen, params, seed)
-            rows.append({**base, **row})
-            if (
-                seed == seeds[0]
-                and experiment.study == "ablation"
-                and experiment.weighting == "learned"
-                and experiment.config == params["head_sweep_config"]
-            ):
-                attention[experiment.classifier] = model.attention_weights(torch.from_numpy(test_views)).numpy()
-                if params["save_models"]:
-                    name = model_name(experiment.config, "attention", splits.language, experiment.classifier)
-                    models[name] = _model_to_save(model, test_views, experiment, {**base, **row}, params)
+        calls = [
+            (experiment, data, {n: augmenters[n] for n in experiment.augmenters}, params, base, seed == seeds[0])
+            for experiment in plan
+        ]
+        for experiment, (row, weights, saved) in zip(plan, parallel_map(score_experiment, calls, workers)):
+            rows.append(row)
+            if weights is not None:
+                attention[experiment.classifier] = weights
+            if saved is not None:
+                models[model_name(experiment.config, "attention", splits.language, experiment.classifier)] = saved
             bar.update()
         if params["tfidf_baseline"] and splits.train_texts and seed == seeds[0]:
             rows.append({**base, **_tfidf_row(splits)})  # deterministic: one run stands for every seed
