@@ -1080,6 +1080,13 @@ def notes(params: Mapping[str, object]) -> list[str]:
         f"Embedding-space figure: {', '.join(p.upper() for p in params['projections'])} of at most "
         f"{params['projection_points']} training tweets and their augmentations (first seed)."
     )
+    workers = resolve_workers(params.get("workers"))
+    threads = params.get("torch_threads") or "all the"
+    how = f"side by side in {workers} worker processes" if workers > 1 else "one after the other"
+    out.append(
+        f"Execution: a seed's experiments run {how}, each on {threads} torch thread(s); every experiment seeds "
+        "itself, so the numbers do not depend on it."
+    )
     out.append(
         f"{len(seeds)} seed(s) {seeds} change classifier/augmenter initialisation and augmentation draws; the splits "
         "are the official ones."
