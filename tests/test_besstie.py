@@ -577,3 +577,36 @@ def test_the_spatten_claim_pairs_the_frozen_linear_rows_only():
     claim = [c for c in claims_for("besstie") if c.id == "besstie-spatten-head"]
     table = verdicts(rows, claim)
     assert table["mean_b"].iloc[0] == pytest.approx(0.81) and table["n"].iloc[0] == 3
+
+
+@pytest.mark.parametrize("encode_threads, ft_threads", [(None, None), (1, 1)])
+def test_the_encoder_works_on_the_run_s_thread_budget_and_the_heads_on_torch_threads(
+    fixture_data, monkeypatch, encode_threads, ft_threads
+):
+    """The frozen token states and the fine-tuning use every thread the run was given (None), or as many as their
+    parameter says; the heads train on `torch_threads`; the notes give the counts of the run."""
+    import workbench.studies.besstie as besstie
+    from workbench.runtime import torch_threads
+
+    seen: dict[str, list[int]] = {"encode": [], "finetune": [], "heads": []}
+
+    def spy(name, function):
+        def wrapper(*args, **kwargs):
+            seen[name].append(torch.get_num_threads())
+            return function(*args, **kwargs)
+
+        monkeypatch.setattr(besstie, function.__name__, wrapper)
+
+    spy("encode", besstie.make_inputs)
+    spy("finetune", besstie.finetune_classifier)
+    spy("heads", besstie.train_head)
+    params = {**_tuned_params(torch_threads=1), "encode_threads": encode_threads, "ft_threads": ft_threads}
+    with torch_threads(2):
+        result = run(params, progress=False)
+    expected = 2 if encode_threads is None else 1
+    assert set(seen["encode"]) == {expected} and set(seen["finetune"]) == {expected}
+    assert seen["heads"] and set(seen["heads"]) == {1}
+    note = next(n for n in result.notes if n.startswith("Torch threads"))
+    assert note == (
+        f"Torch threads (2 available to the run): fine-tuning {expected}, frozen token states {expected}, heads 1."
+    )

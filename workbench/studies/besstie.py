@@ -134,7 +134,19 @@ PROFILES = Profiles(
         ),
         "ft_dropout": Param(0.1, "fine-tuned Linear rows: dropout before the linear layer", minimum=0),
         "ft_threads": Param(
-            None, "torch threads while fine-tuning (None: every core)", kind="int", optional=True, minimum=1
+            None,
+            "torch threads while fine-tuning (None: every core the run may use)",
+            kind="int",
+            optional=True,
+            minimum=1,
+        ),
+        "encode_threads": Param(
+            None,
+            "torch threads while the frozen encoder computes the heads' token states (None: every core the run may "
+            "use; the heads then train on torch_threads)",
+            kind="int",
+            optional=True,
+            minimum=1,
         ),
         "encoder": Param(
             "minilm", "'minilm', 'tiny', or a hub id such as 'bert-base-uncased'", validate=encoder_name_problem
@@ -681,17 +693,19 @@ def run_finetuned(
     seed: int = 0,
     progress: bool = True,
     saved: dict[str, TrainedModel] | None = None,
+    threads: int | None = None,
 ) -> list[dict[str, object]]:
     """The fine-tuned Linear rows of the sentiment cross-variety matrices of `sources`: for each training variety, the
     encoder fine-tuned end to end with mean pooling and a linear layer (`methods.finetune.finetune_classifier`, the
     `ft_*` recipe, the epoch kept chosen on a seeded dev split of the training rows), then tested on every one of
     `varieties`. One row per cell, `base='finetuned'`; `train_seconds` is the fine-tuning wall time of its row's
-    model. With a `saved` dict, each fine-tuned model is added to it (`finetuned_model_to_save`)."""
+    model. With a `saved` dict, each fine-tuned model is added to it (`finetuned_model_to_save`). Fine-tuning runs on
+    `threads` torch threads (None: `ft_threads`, or every core)."""
     varieties, rows_of = list(params["varieties"]), training_varieties(params)
     max_length = params["ft_max_length"] or params["max_length"]
     jobs = [(source, var) for source in sources for var in rows_of]
     rows = []
-    with torch_threads(params["ft_threads"] or os.cpu_count()):
+    with torch_threads(threads or params["ft_threads"] or os.cpu_count()):
         for source, train_var in _progress(jobs, f"fine-tuning (seed {seed})", progress):
             train, dev = dev_split(data.single_train["Sentiment", source, train_var], params["dev_fraction"], seed)
             start = time.perf_counter()
@@ -1021,6 +1035,18 @@ def notes(params: Mapping[str, object]) -> list[str]:
     return out
 
 
+def thread_note(params: Mapping[str, object], available: int) -> str:
+    """How many torch threads each stage ran on, out of the `available` ones the run was given."""
+    parts = []
+    if finetunes(params):
+        parts.append(f"fine-tuning {params['ft_threads'] or available}")
+    if head_seeds(params):
+        if not params["finetune"]:
+            parts.append(f"frozen token states {params['encode_threads'] or available}")
+        parts.append(f"heads {params['torch_threads'] or available}")
+    return f"Torch threads ({available} available to the run): {', '.join(parts) or 'none used'}."
+
+
 def _seed_list(seeds: Sequence[int]) -> str:
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
@@ -1155,12 +1181,16 @@ def headline(metrics: pd.DataFrame) -> dict[str, float]:
 
 def run(params: Mapping[str, object], data: dict[int, StudyData] | None = None, progress: bool = True) -> BesstieResult:
     """Load data (unless given), prepare the heads' inputs, and run cross-variety, domain shift and timing for every
-    seed."""
+    seed. The encoder works (fine-tuning, token states) on every core this process may use unless `ft_threads` /
+    `encode_threads` say otherwise; the heads train on `torch_threads`."""
+    available = torch.get_num_threads()  # the run's thread budget (a side-by-side run gets its share)
     with torch_threads(params["torch_threads"]):
-        return _run(params, data, progress)
+        return _run(params, data, progress, available)
 
 
-def _run(params: Mapping[str, object], data: dict[int, StudyData] | None, progress: bool) -> BesstieResult:
+def _run(
+    params: Mapping[str, object], data: dict[int, StudyData] | None, progress: bool, available: int
+) -> BesstieResult:
     setup = recipe(params)
     varieties = list(params["varieties"])
     timings, rows, described, removed, measured = Timings(), [], [], {}, []
@@ -1175,10 +1205,11 @@ def _run(params: Mapping[str, object], data: dict[int, StudyData] | None, progre
             sources = [s for s in params["finetune_sources"] if seed in finetune_seeds(params, s)]
             keep = saved if seed == run_seeds(params)[0] else None  # the first seed's models are saved
             with timings("fine-tune Linear (encoder end to end)"):
-                rows += run_finetuned(seed_data, params, sources, seed, progress, keep)
+                threads = params["ft_threads"] or available
+                rows += run_finetuned(seed_data, params, sources, seed, progress, keep, threads)
         if seed not in heads_at:
             continue
-        with timings("encode (token states)"):
+        with timings("encode (token states)"), torch_threads(params["encode_threads"] or available):
             inputs = make_inputs(params, seed_data.texts(), progress)
         if isinstance(inputs.pruned, PrunedCachedStates) and not measured:
             measured.append(
@@ -1205,7 +1236,13 @@ def _run(params: Mapping[str, object], data: dict[int, StudyData] | None, progre
         metrics=metrics,
         data=described,
         timings=dict(timings),
-        notes=[*notes(params), removed_note, *measured, *([target_statement(metrics)] if finetunes(params) else [])],
+        notes=[
+            *notes(params),
+            thread_note(params, available),
+            removed_note,
+            *measured,
+            *([target_statement(metrics)] if finetunes(params) else []),
+        ],
         headline=headline(metrics),
         removed=removed,
         trained_models=saved or {},
