@@ -626,6 +626,36 @@ def test_bench_without_a_saved_run_runs_the_study(afrisenti_root, tmp_path, caps
     assert 0 <= out["retention"] and out["student_params"] < out["teacher_params"]
 
 
+@pytest.mark.parametrize("teacher_threads", [None, 1])
+def test_the_teacher_works_on_the_run_s_thread_budget_and_the_students_on_torch_threads(
+    afrisenti_root, monkeypatch, teacher_threads
+):
+    """The teacher (fine-tuning, targets) uses every thread the run was given (None) or `teacher_threads`; the
+    students train on `torch_threads`; the notes give the counts of the run."""
+    from workbench.runtime import torch_threads
+
+    seen: dict[str, list[int]] = {"fine_tune_teacher": [], "teacher_targets": [], "run_distillation": []}
+    for name in seen:
+        original = getattr(study, name)
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            seen[_name].append(torch.get_num_threads())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(study, name, spy)
+    params = {**study.PROFILES.resolve("smoke", sweeps=[], bench_rounds=1, torch_threads=1)}
+    params["teacher_threads"] = teacher_threads
+    with torch_threads(2):
+        result = study.run(params, progress=False)
+    expected = 2 if teacher_threads is None else 1
+    assert seen["fine_tune_teacher"] == [expected] and set(seen["teacher_targets"]) == {expected}
+    assert seen["run_distillation"] and set(seen["run_distillation"]) == {1}
+    assert (
+        f"Torch threads (2 available to the run): the teacher's fine-tuning, scoring and targets {expected}, the "
+        "students' training 1." in result.notes
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # A teacher shared between runs (`teacher_dir`), and the paper path's dry run
 # ---------------------------------------------------------------------------------------------------------------

@@ -99,6 +99,14 @@ PROFILES = Profiles(
             optional=True,
             minimum=1,
         ),
+        "teacher_threads": Param(
+            None,
+            "torch threads while the teacher is fine-tuned, scored and run over the distillation corpus (None: every "
+            "thread the run may use); the students train and are timed on torch_threads",
+            kind="int",
+            optional=True,
+            minimum=1,
+        ),
         "teacher": Param(
             OFFLINE_DEFAULT,
             "teacher encoder: minilm (offline default), tiny, a local folder or hub id",
@@ -754,31 +762,34 @@ class CometResult(StudyResult):
 def run(params: Mapping[str, object], data: CometData | None = None, progress: bool = True) -> CometResult:
     """Teacher fine-tuning, teacher targets, every recipe of the sweep for every language, and the speed / memory
     comparison of the teacher against one student per size; see the module docstring."""
+    available = torch.get_num_threads()  # the run's thread budget (a side-by-side run gets its share)
     with torch_threads(params["torch_threads"]):
-        return _run(dict(params), data, progress)
+        return _run(dict(params), data, progress, available)
 
 
-def _run(params: dict[str, object], data: CometData | None, progress: bool) -> CometResult:
+def _run(params: dict[str, object], data: CometData | None, progress: bool, available: int) -> CometResult:
     seed, length = int(params["seed"]), int(params["max_length"])
     set_seed(seed)
     timings = Timings()
     with timings("data"):
         data = data if data is not None else load(params)
     configs = train_configs(params, progress)
-    start = time.perf_counter()
-    tokenizer, teacher, history, loaded = prepare_teacher(params, data, configs["teacher"])
-    timings["teacher_load" if loaded else "teacher_fine_tune"] = time.perf_counter() - start
-    teacher_scores = pd.DataFrame(
-        [{"language": lang, **score(teacher, tokenizer, data.test[lang], length)} for lang in data.languages]
-    )
+    teacher_threads = int(params["teacher_threads"] or available)
+    with torch_threads(teacher_threads):  # the teacher is a full encoder: every core helps it, unlike the students
+        start = time.perf_counter()
+        tokenizer, teacher, history, loaded = prepare_teacher(params, data, configs["teacher"])
+        timings["teacher_load" if loaded else "teacher_fine_tune"] = time.perf_counter() - start
+        teacher_scores = pd.DataFrame(
+            [{"language": lang, **score(teacher, tokenizer, data.test[lang], length)} for lang in data.languages]
+        )
+        with timings("teacher_targets"):
+            targets = teacher_targets(teacher, tokenizer, data.corpus["text"].tolist(), length, progress=progress)
+        agnostic, fallback = None, None
+        if needs_agnostic_targets(params):
+            with timings("agnostic_targets"):
+                agnostic, fallback = task_agnostic_targets(params, tokenizer, data, progress)
     with timings("tfidf"):
         baseline = tfidf_scores(data)
-    with timings("teacher_targets"):
-        targets = teacher_targets(teacher, tokenizer, data.corpus["text"].tolist(), length, progress=progress)
-    agnostic, fallback = None, None
-    if needs_agnostic_targets(params):
-        with timings("agnostic_targets"):
-            agnostic, fallback = task_agnostic_targets(params, tokenizer, data, progress)
 
     def distil(config: DistillConfig, run_seed: int) -> DistillRun:
         stages = {k: replace(configs[k], seed=run_seed) for k in ("stage1", "stage2")}
@@ -866,6 +877,8 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool) -> C
     run_notes = notes(params) + [
         source,
         *([fallback] if fallback else []),
+        f"Torch threads ({available} available to the run): the teacher's fine-tuning, scoring and targets "
+        f"{teacher_threads}, the students' training {torch.get_num_threads()}.",
         f"Speed measured with {torch.get_num_threads()} torch thread(s) on this machine.",
         verdict,
     ]
