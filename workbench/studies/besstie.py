@@ -1035,16 +1035,23 @@ def notes(params: Mapping[str, object]) -> list[str]:
     return out
 
 
-def thread_note(params: Mapping[str, object], available: int) -> str:
-    """How many torch threads each stage ran on, out of the `available` ones the run was given."""
-    parts = []
+def stage_threads(params: Mapping[str, object], available: int) -> dict[str, int]:
+    """Torch threads per stage that this run has, out of the `available` ones it was given: the encoder's stages
+    (fine-tuning, frozen token states) default to all of them, the heads to `torch_threads`."""
+    out = {}
     if finetunes(params):
-        parts.append(f"fine-tuning {params['ft_threads'] or available}")
+        out["fine-tuning"] = int(params["ft_threads"] or available)
     if head_seeds(params):
         if not params["finetune"]:
-            parts.append(f"frozen token states {params['encode_threads'] or available}")
-        parts.append(f"heads {params['torch_threads'] or available}")
-    return f"Torch threads ({available} available to the run): {', '.join(parts) or 'none used'}."
+            out["frozen token states"] = int(params["encode_threads"] or available)
+        out["heads"] = int(params["torch_threads"] or available)
+    return out
+
+
+def thread_note(threads: Mapping[str, int], available: int) -> str:
+    """The note on how many torch threads each stage (`stage_threads`) ran on."""
+    parts = ", ".join(f"{stage} {count}" for stage, count in threads.items()) or "none used"
+    return f"Torch threads ({available} available to the run): {parts}."
 
 
 def _seed_list(seeds: Sequence[int]) -> str:
@@ -1193,6 +1200,7 @@ def _run(
 ) -> BesstieResult:
     setup = recipe(params)
     varieties = list(params["varieties"])
+    threads = stage_threads(params, available)
     timings, rows, described, removed, measured = Timings(), [], [], {}, []
     saved: dict[str, TrainedModel] | None = {} if params["save_models"] else None
     heads_at = head_seeds(params)
@@ -1205,11 +1213,10 @@ def _run(
             sources = [s for s in params["finetune_sources"] if seed in finetune_seeds(params, s)]
             keep = saved if seed == run_seeds(params)[0] else None  # the first seed's models are saved
             with timings("fine-tune Linear (encoder end to end)"):
-                threads = params["ft_threads"] or available
-                rows += run_finetuned(seed_data, params, sources, seed, progress, keep, threads)
+                rows += run_finetuned(seed_data, params, sources, seed, progress, keep, threads["fine-tuning"])
         if seed not in heads_at:
             continue
-        with timings("encode (token states)"), torch_threads(params["encode_threads"] or available):
+        with timings("encode (token states)"), torch_threads(threads.get("frozen token states")):
             inputs = make_inputs(params, seed_data.texts(), progress)
         if isinstance(inputs.pruned, PrunedCachedStates) and not measured:
             measured.append(
@@ -1238,7 +1245,7 @@ def _run(
         timings=dict(timings),
         notes=[
             *notes(params),
-            thread_note(params, available),
+            thread_note(threads, available),
             removed_note,
             *measured,
             *([target_statement(metrics)] if finetunes(params) else []),
