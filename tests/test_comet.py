@@ -656,6 +656,30 @@ def test_the_teacher_works_on_the_run_s_thread_budget_and_the_students_on_torch_
     )
 
 
+def test_student_arms_give_the_same_rows_and_students_in_two_worker_processes(afrisenti_root):
+    """The recipes x seeds trained side by side (`workers=2`) give the same metric rows, the same default-recipe
+    students and the same size students as one after the other; the notes say how the arms ran."""
+    params = study.PROFILES.resolve("smoke", sweeps=["label_only", "student_size"], bench_rounds=1)
+    results = {n: study.run({**params, "workers": n}, progress=False) for n in (1, 2)}
+    serial, side_by_side = (
+        r.metrics[r.metrics["kind"].ne("efficiency")]
+        .drop(columns=["speedup", "latency_speedup"])
+        .filter(regex="^(?!.*seconds$)")
+        for r in results.values()
+    )
+    assert (serial["model"] == "student").sum() >= 3 * 3  # hybrid, label_only, a size, + seed repeats
+    pd.testing.assert_frame_equal(serial, side_by_side)
+    one, two = results[1], results[2]
+    assert list(two.students) == list(one.students) == one.frames.languages
+    for lang, student in one.students.items():
+        for (name, a), b in zip(student.state_dict().items(), two.students[lang].state_dict().values()):
+            assert torch.equal(a, b), name
+    assert list(two.size_students) == list(one.size_students) and len(one.size_students) == 2
+    assert any("one after the other" in line for line in one.notes)
+    assert any("side by side in 2 worker processes" in line for line in two.notes)
+    assert {k for k in two.timings if k.startswith("distill:")} == {k for k in one.timings if k.startswith("distill:")}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # A teacher shared between runs (`teacher_dir`), and the paper path's dry run
 # ---------------------------------------------------------------------------------------------------------------

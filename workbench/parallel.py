@@ -62,3 +62,18 @@ def parallel_map(
     # copy-on-write maps: a worker may write to its arrays without touching the parent's
     pool = Parallel(n_jobs=min(workers, len(calls)), backend="loky", return_as="generator", mmap_mode="c")
     yield from pool(delayed(_call)(function, arguments, environment, threads) for arguments in calls)
+
+
+def model_parts(model) -> tuple:
+    """A Hugging Face model as (class, config, weights, training flag): what crosses a process boundary in its place.
+    A model that has returned its attention maps or hidden states holds the forward hooks transformers installs to
+    record them, which do not pickle; `rebuild_model` builds it again, and it installs fresh hooks when it needs them."""
+    return type(model), model.config, model.state_dict(), model.training
+
+
+def rebuild_model(parts: tuple):
+    """The model `model_parts` took apart: same class, config and weights, in the same train / eval mode."""
+    cls, config, weights, training = parts
+    model = cls(config)
+    model.load_state_dict(weights)
+    return model.train(training)

@@ -59,6 +59,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
+from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
@@ -75,6 +76,7 @@ from transformers import (
 
 from workbench.encoders import OFFLINE_DEFAULT, TINY_CONFIG, EncoderUnavailable, minilm_path
 from workbench.paper_models import PAPER_ARCHITECTURES, dry_run, paper_config
+from workbench.parallel import model_parts, rebuild_model
 from workbench.registry import build, get, register
 from workbench.runtime import atomic_directory, set_seed
 from workbench.training import TrainConfig, class_weights, classification_metrics, fit, predict
@@ -389,7 +391,8 @@ def _embedding_pca(
     if key not in _PCA_CACHE:
         _PCA_CACHE.clear()
         words = weights.detach().float().cpu()
-        pca = PCA(n_components=components, svd_solver="randomized", random_state=seed).fit(words.numpy())
+        with threadpool_limits(1):  # BLAS rounding varies with its thread count: the same basis in every process
+            pca = PCA(n_components=components, svd_solver="randomized", random_state=seed).fit(words.numpy())
         basis = torch.from_numpy(pca.components_.T.astype(np.float32))
         mean = torch.from_numpy(pca.mean_.astype(np.float32))
         _PCA_CACHE[key] = (basis, mean, (words - mean) @ basis)
@@ -437,6 +440,18 @@ class StudentWithProjection(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.student(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def __getstate__(self) -> dict[str, object]:  # a student trained in a worker process comes back pickled
+        state = dict(vars(self))
+        modules = dict(state["_modules"])
+        state["_student_parts"] = model_parts(modules.pop("student"))  # its output-recording hooks do not pickle
+        state["_modules"] = modules
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        student = rebuild_model(state.pop("_student_parts"))
+        super().__setstate__(state)
+        self._modules = {"student": student, **self._modules}  # in construction order, as state_dict() lists it
 
     def logits_and_map(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor

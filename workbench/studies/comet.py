@@ -7,8 +7,9 @@ logistic regression on the same rows, metric rows `tfidf`; `teacher_vs_tfidf`), 
 unlabelled distillation corpus (train tweets of every AfriSenti language, labels dropped), then runs each recipe of
 the sweep (`sweep_configs`: the default hybrid recipe, KD-only / attention-only ablation, label-only student, stage-1
 kind, stage-2 mode, temperature, alpha, attention layer, projection and student size, one knob at a time) through
-both stages for every language, scores the students on each language's test subset, and times the teacher against
-one saved student per size in this process. The method itself lives in `workbench.methods.comet`.
+both stages for every language (each recipe x seed is an arm; `workers` trains the arms side by side in worker
+processes), scores the students on each language's test subset, and times the teacher against one saved student per
+size in this process. The method itself lives in `workbench.methods.comet`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from workbench.methods.comet import (
 )
 from workbench.methods.tfidf import tfidf_baseline
 from workbench.paper_models import PAPER_ARCHITECTURES
+from workbench.parallel import model_parts, parallel_map, rebuild_model, resolve_workers
 from workbench.profiles import Param, Profiles
 from workbench.registry import names
 from workbench.results import StudyResult, Timings, describe_data, figures_meaningful
@@ -197,6 +199,14 @@ PROFILES = Profiles(
         "stage2_epochs": Param(3, "stage 2 (per-language) epochs", minimum=1),
         "stage2_lr": Param(5e-4, "stage 2 learning rate", minimum=0.0),
         "patience": Param(2, "early-stopping patience (epochs without dev macro-F1 gain)", minimum=1),
+        "workers": Param(
+            None,
+            "worker processes training the student arms (recipes x seeds) side by side, each on torch_threads "
+            "(None: one per thread the run may use; 1: one after the other, here)",
+            kind="int",
+            optional=True,
+            minimum=1,
+        ),
         "bench_rounds": Param(5, "interleaved timing rounds of the speed comparison (median kept)", minimum=1),
         "measure_memory": Param(True, "measure peak memory in a fresh process per model"),
         "save_models": Param(True, "save the teacher, the default recipe's students and one student per size"),
@@ -220,6 +230,7 @@ PROFILES = Profiles(
         stage2_lr=1e-3,
         student_seeds=[0, 1],
         patience=1,
+        workers=1,
         bench_rounds=2,
         measure_memory=False,
     ),
@@ -247,6 +258,7 @@ PROFILES = Profiles(
         stage1_lr=5e-4,
         stage2_epochs=5,
         stage2_lr=5e-5,
+        workers=1,  # a large teacher (on a GPU) stays in this process
         bench_rounds=20,
     ),
     # `--dry-run`: the paper teacher's and student's real architectures (random weights) on a handful of rows of one
@@ -267,6 +279,7 @@ PROFILES = Profiles(
         teacher_freeze_embeddings=True,
         stage1_epochs=1,
         stage2_epochs=1,
+        workers=1,  # the 560M-parameter teacher would be pickled for every arm
         bench_rounds=1,
     ),
 )
@@ -578,6 +591,69 @@ def prepare_teacher(params: Mapping[str, object], data: CometData, config: Train
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Student arms: each recipe x seed trained through both stages, here or in a worker process
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudentArmInputs:
+    """What every student arm reads (sent once per arm to a worker process): the frozen teacher, its tokenizer, its
+    targets on the corpus (task-agnostic ones too, or None), the data and the stage-1 / stage-2 training configs."""
+
+    teacher: object
+    tokenizer: object
+    targets: object
+    agnostic: object
+    data: CometData
+    configs: dict[str, TrainConfig]
+    max_length: int
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(vars(self))
+        state["teacher"] = model_parts(state["teacher"])  # its output-recording hooks do not pickle
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        vars(self).update(state, teacher=rebuild_model(state["teacher"]).requires_grad_(False))
+
+
+def keep_students(config: DistillConfig, arm_seed: int, seed: int, data: CometData) -> list[str]:
+    """The languages whose students an arm hands back: all for the default recipe at the run's seed (saved, viewed),
+    the first for another recipe at that seed (enough to time its size), none for a seed repeat (rows only)."""
+    if arm_seed != seed:
+        return []
+    return list(data.languages) if config.name == "hybrid" else data.languages[:1]
+
+
+def student_arm(
+    inputs: StudentArmInputs, config: DistillConfig, seed: int, keep: list[str], progress: bool = False
+) -> tuple[DistillRun, float]:
+    """One recipe at one seed through both stages for every language (`run_distillation`), with only the students of
+    `keep` kept, and its wall seconds. Seeds itself, so it gives the same numbers in any process."""
+    start = time.perf_counter()
+    stages = {k: replace(inputs.configs[k], seed=seed) for k in ("stage1", "stage2")}
+    data = inputs.data
+    arm = run_distillation(
+        config,
+        inputs.teacher,
+        inputs.tokenizer,
+        inputs.targets,
+        train=data.train,
+        dev=data.dev,
+        test=data.test,
+        target_rows=data.train_index,
+        stage1=stages["stage1"],
+        stage2=stages["stage2"],
+        max_length=inputs.max_length,
+        seed=seed,
+        progress=progress,
+        agnostic=inputs.agnostic,
+    )
+    arm.students = {lang: student for lang, student in arm.students.items() if lang in keep}
+    return arm, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Rows and summaries
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -763,11 +839,14 @@ def run(params: Mapping[str, object], data: CometData | None = None, progress: b
     """Teacher fine-tuning, teacher targets, every recipe of the sweep for every language, and the speed / memory
     comparison of the teacher against one student per size; see the module docstring."""
     available = torch.get_num_threads()  # the run's thread budget (a side-by-side run gets its share)
+    workers = resolve_workers(params.get("workers"))  # before the thread count drops to torch_threads
     with torch_threads(params["torch_threads"]):
-        return _run(dict(params), data, progress, available)
+        return _run(dict(params), data, progress, available, workers)
 
 
-def _run(params: dict[str, object], data: CometData | None, progress: bool, available: int) -> CometResult:
+def _run(
+    params: dict[str, object], data: CometData | None, progress: bool, available: int, workers: int
+) -> CometResult:
     seed, length = int(params["seed"]), int(params["max_length"])
     set_seed(seed)
     timings = Timings()
@@ -791,39 +870,26 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool, avai
     with timings("tfidf"):
         baseline = tfidf_scores(data)
 
-    def distil(config: DistillConfig, run_seed: int) -> DistillRun:
-        stages = {k: replace(configs[k], seed=run_seed) for k in ("stage1", "stage2")}
-        return run_distillation(
-            config,
-            teacher,
-            tokenizer,
-            targets,
-            train=data.train,
-            dev=data.dev,
-            test=data.test,
-            target_rows=data.train_index,
-            stage1=stages["stage1"],
-            stage2=stages["stage2"],
-            max_length=length,
-            seed=run_seed,
-            progress=progress,
-            agnostic=agnostic,
-        )
-
+    shared = StudentArmInputs(teacher, tokenizer, targets, agnostic, data, configs, length)
+    arms = [(experiment, config, seed) for experiment, config in sweep_configs(params)] + seed_repeats(params)
+    calls = [
+        (shared, config, arm_seed, keep_students(config, arm_seed, seed, data), progress and workers == 1)
+        for _, config, arm_seed in arms
+    ]
     runs: dict[str, DistillRun] = {}
     rows: list[dict[str, object]] = []
-    for experiment, config in tqdm(sweep_configs(params), desc="recipes", disable=not progress):
-        with timings(f"distill:{config.name}"):
-            recipe_run = distil(config, seed)
-        runs[config.name] = recipe_run
-        rows += metric_rows(experiment, recipe_run, seed, length)
-        if config.name != "hybrid":  # keep memory low: one student per recipe is enough to time its size
-            recipe_run.students = {lang: s for lang, s in recipe_run.students.items() if lang == data.languages[0]}
-    student_rows = pd.DataFrame(rows)  # the sweep, at `seed`: what the summary and the tables read
-    repeats = seed_repeats(params)
-    for experiment, config, run_seed in tqdm(repeats, desc="seed repeats", disable=not progress or not repeats):
-        with timings(f"distill:{config.name}:seed={run_seed}"):
-            rows += metric_rows(experiment, distil(config, run_seed), run_seed, length)
+    sweep_rows: list[dict[str, object]] = []
+    outcomes = parallel_map(student_arm, calls, workers, threads=torch.get_num_threads())
+    for (experiment, config, arm_seed), (arm_run, seconds) in tqdm(
+        zip(arms, outcomes), total=len(arms), desc="student arms", disable=not progress
+    ):
+        timings[f"distill:{config.name}" + ("" if arm_seed == seed else f":seed={arm_seed}")] = seconds
+        arm_rows = metric_rows(experiment, arm_run, arm_seed, length)
+        rows += arm_rows
+        if arm_seed == seed:
+            runs[config.name] = arm_run
+            sweep_rows += arm_rows
+    student_rows = pd.DataFrame(sweep_rows)  # the sweep, at `seed`: what the summary and the tables read
     summary = recipe_summary(student_rows, teacher_scores)
 
     size_students: dict[str, object] = {}
@@ -879,6 +945,14 @@ def _run(params: dict[str, object], data: CometData | None, progress: bool, avai
         *([fallback] if fallback else []),
         f"Torch threads ({available} available to the run): the teacher's fine-tuning, scoring and targets "
         f"{teacher_threads}, the students' training {torch.get_num_threads()}.",
+        f"Student arms ({len(arms)}: recipes x seeds) trained "
+        + (
+            f"side by side in {min(workers, len(arms))} worker processes"
+            if workers > 1 and len(arms) > 1
+            else "one after the other"
+        )
+        + f", each on {torch.get_num_threads()} torch thread(s); each arm seeds itself, so the numbers do not "
+        "depend on the number of workers.",
         f"Speed measured with {torch.get_num_threads()} torch thread(s) on this machine.",
         verdict,
     ]
