@@ -64,6 +64,13 @@ def parallel_map(
     yield from pool(delayed(_call)(function, arguments, environment, threads) for arguments in calls)
 
 
+def how_run(workers: int, calls: int | None = None) -> str:
+    """How `parallel_map` runs `calls` calls (None: unknown, at least 2) on `workers`, for a run's notes: "side by
+    side in N worker processes" or "one after the other"."""
+    processes = workers if calls is None else min(workers, calls)
+    return f"side by side in {processes} worker processes" if processes > 1 else "one after the other"
+
+
 def model_parts(model) -> tuple:
     """A Hugging Face model as (class, config, weights, training flag): what crosses a process boundary in its place.
     A model that has returned its attention maps or hidden states holds the forward hooks transformers installs to

@@ -60,7 +60,7 @@ from workbench.methods.comet import (
 )
 from workbench.methods.tfidf import tfidf_baseline
 from workbench.paper_models import PAPER_ARCHITECTURES
-from workbench.parallel import model_parts, parallel_map, rebuild_model, resolve_workers
+from workbench.parallel import how_run, model_parts, parallel_map, rebuild_model, resolve_workers
 from workbench.profiles import Param, Profiles
 from workbench.registry import names
 from workbench.results import StudyResult, Timings, describe_data, figures_meaningful
@@ -945,14 +945,9 @@ def _run(
         *([fallback] if fallback else []),
         f"Torch threads ({available} available to the run): the teacher's fine-tuning, scoring and targets "
         f"{teacher_threads}, the students' training {torch.get_num_threads()}.",
-        f"Student arms ({len(arms)}: recipes x seeds) trained "
-        + (
-            f"side by side in {min(workers, len(arms))} worker processes"
-            if workers > 1 and len(arms) > 1
-            else "one after the other"
-        )
-        + f", each on {torch.get_num_threads()} torch thread(s); each arm seeds itself, so the numbers do not "
-        "depend on the number of workers.",
+        f"Student arms ({len(arms)}: recipes x seeds) trained {how_run(workers, len(arms))}, each on "
+        f"{torch.get_num_threads()} torch thread(s); each arm seeds itself, so the numbers do not depend on the "
+        "number of workers.",
         f"Speed measured with {torch.get_num_threads()} torch thread(s) on this machine.",
         verdict,
     ]

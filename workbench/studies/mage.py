@@ -51,7 +51,7 @@ from workbench.methods.mage import (
     training_views,
 )
 from workbench.methods.tfidf import tfidf_baseline
-from workbench.parallel import parallel_map, resolve_workers
+from workbench.parallel import how_run, parallel_map, resolve_workers
 from workbench.preprocess import CleaningConfig, clean_tweets
 from workbench.profiles import Param, ParameterError, Profiles
 from workbench.registry import build, names
@@ -1082,9 +1082,8 @@ def notes(params: Mapping[str, object]) -> list[str]:
     )
     workers = resolve_workers(params.get("workers"))
     threads = params.get("torch_threads") or "all the"
-    how = f"side by side in {workers} worker processes" if workers > 1 else "one after the other"
     out.append(
-        f"Execution: a seed's experiments run {how}, each on {threads} torch thread(s); every experiment seeds "
+        f"Execution: a seed's experiments run {how_run(workers)}, each on {threads} torch thread(s); every experiment seeds "
         "itself, so the numbers do not depend on it."
     )
     out.append(
