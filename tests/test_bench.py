@@ -122,7 +122,7 @@ def test_measure_command_sees_the_memory_of_the_whole_process_tree():
 
 
 def test_notebook_cost_table_markdown_and_rows_that_accumulate_across_runs():
-    from workbench.bench.notebooks import Measurement, markdown, merge
+    from workbench.bench.notebooks import SPEED, Measurement, markdown, merge
 
     info = {"cpu": "test", "cores": 2, "memory": "1 GiB"}
     first = [
@@ -159,6 +159,17 @@ def test_notebook_cost_table_markdown_and_rows_that_accumulate_across_runs():
         ("04_spatten", "cold", 300.0),
     ]  # the re-measured notebook replaced, the other kept
     assert merge(stored, again, {**info, "cores": 16}) == again  # another machine: old rows are not comparable
+    probed = {**stored, "machine": {**info, SPEED: 40.0}}
+    assert len(merge(probed, again, {**info, SPEED: 44.0})) == 3  # the same speed, within the probe's noise
+    assert merge(probed, again, {**info, SPEED: 22.0}) == again  # the same CPU name, another speed: another machine
+    assert len(merge(stored, again, {**info, SPEED: 22.0})) == 3  # a page measured before the probe: kept
+
+
+def test_the_speed_probe_reports_a_plausible_figure():
+    from workbench.bench.notebooks import SPEED, machine, matmul_speed
+
+    assert 0.5 < matmul_speed(size=256, repeats=3) < 10_000  # GFLOP/s of one CPU thread
+    assert machine()[SPEED] > 0
 
 
 @pytest.mark.slow

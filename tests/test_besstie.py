@@ -220,6 +220,40 @@ def test_same_seed_same_numbers(fixture_data):
     pd.testing.assert_frame_equal(first, second)
 
 
+def test_heads_give_the_same_rows_and_models_in_two_worker_processes(fixture_data):
+    """The head trainings of the cross-variety and domain-shift matrices run side by side (`workers=2`, the states
+    shared as memory maps) give exactly the rows and saved models of one after the other; the notes say how they ran."""
+    params = _params(heads=["linear", "spatten", "crosstalk+pcgrad"], varieties=["en-AU", "en-UK"], seeds=[0])
+    results = {n: run({**params, "workers": n}, progress=False) for n in (1, 2)}
+    serial, side_by_side = (r.metrics.filter(regex="^(?!.*seconds)") for r in results.values())
+    assert set(serial["experiment"]) >= {"cross_variety", "domain_shift"}
+    pd.testing.assert_frame_equal(serial, side_by_side)
+    one, two = results[1].trained_models, results[2].trained_models
+    assert list(two) == list(one) and len(one) >= 3 * 3
+    for name, saved in one.items():
+        for (key, a), b in zip(saved.model.state_dict().items(), two[name].model.state_dict().values()):
+            assert torch.equal(a, b), (name, key)
+    assert any("ran one after the other" in n for n in results[1].notes)
+    assert any("ran side by side in 2 worker processes" in n for n in results[2].notes)
+
+
+def test_cached_states_pickle_without_the_encoder_and_map_their_arrays(fixture_data, tmp_path):
+    """What crosses to a worker: the states, mask and index (memory-mapped, read-only), not the encoder."""
+    import pickle
+
+    params = _params(heads=["linear", "spatten"], varieties=["en-AU"], domain_sources=[])
+    data = load_seed(params, seed=0)
+    inputs = make_inputs(params, data.texts(), progress=False)
+    mapped = inputs.memory_mapped(tmp_path)
+    assert isinstance(mapped.states, np.memmap) and isinstance(mapped.pruned.mask, np.memmap)
+    assert not mapped.states.flags.writeable and inputs.encoder is mapped.encoder
+    copy = pickle.loads(pickle.dumps(mapped))
+    assert copy.encoder is None and copy.encoder_name == inputs.encoder_name and copy.hidden_size == inputs.hidden_size
+    frame = data.single_train["Sentiment", "Google", "en-AU"]
+    for a, b in zip(inputs.dataset(frame, ["label"]).tensors, copy.dataset(frame, ["label"]).tensors):
+        assert torch.equal(a, b)
+
+
 def test_run_on_given_data_for_two_seeds_and_restores_the_thread_count(fixture_data):
     params = _params(
         heads=["linear"], domain_sources=[], varieties=["en-AU"], torch_threads=1, seeds=[0, 1], head_seeds=[0, 1]

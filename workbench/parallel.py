@@ -9,9 +9,15 @@ whatever the number of workers (each experiment seeds itself: see `runtime.set_s
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 from workbench.runtime import torch_threads
+
+# loky restarts a worker whose resident memory grew by more than 300 MB since its last check (its leak heuristic; a
+# trained model's freed buffers often stay with the allocator) and warns; the pending calls go to the new worker,
+# so nothing is lost and the results are the same
+warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor")
 
 # what a worker must see as the parent does: dry runs shorten training, the cache and data folders are read
 WORKER_ENVIRONMENT = (

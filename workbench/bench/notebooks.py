@@ -143,8 +143,31 @@ def measure_notebook(
     return out
 
 
+SPEED = "matmul GFLOP/s (1 thread)"
+SAME_SPEED = 0.15  # probe figures further apart than this (relative) mean another machine behind the same CPU name
+
+
+def matmul_speed(size: int = 1024, repeats: int = 15) -> float:
+    """GFLOP/s of one torch thread multiplying two `size` x `size` float32 matrices, the best of `repeats` (about a
+    second): a probe that tells apart machines reporting the same CPU name at different speeds."""
+    import torch
+
+    from workbench.runtime import torch_threads
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = float("inf")
+    with torch_threads(1):
+        a @ b  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
 def machine() -> dict[str, object]:
-    """What the figures depend on: CPU, cores, memory, Python and torch, thread settings, load average."""
+    """What the figures depend on: CPU, cores, memory, a speed probe (`matmul_speed`), Python and torch, thread
+    settings."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -169,6 +192,7 @@ def machine() -> dict[str, object]:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory": memory,
+        SPEED: round(matmul_speed(), 1),
         "python": platform.python_version(),
         "torch": torch_version,
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
@@ -232,8 +256,13 @@ def markdown(rows: list[Measurement], info: dict[str, object]) -> str:
 
 def merge(previous: dict | None, rows: list[Measurement], info: dict[str, object]) -> list[Measurement]:
     """The measurements after this run: `rows` replace the stored rows of the same (notebook, profile); the other
-    stored rows are kept unless they were measured on a different machine (CPU, cores or memory)."""
-    if not previous or any(previous.get("machine", {}).get(k) != info.get(k) for k in ("cpu", "cores", "memory")):
+    stored rows are kept unless they were measured on a different machine (CPU, cores or memory, or a speed probe
+    more than `SAME_SPEED` apart where both runs have one)."""
+    before = (previous or {}).get("machine", {})
+    if not previous or any(before.get(k) != info.get(k) for k in ("cpu", "cores", "memory")):
+        return list(rows)
+    speeds = [m.get(SPEED) for m in (before, info)]
+    if None not in speeds and abs(speeds[0] - speeds[1]) > SAME_SPEED * max(speeds):
         return list(rows)
     measured = {(r.notebook, r.profile) for r in rows}
     known = {f.name for f in fields(Measurement)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -227,6 +228,7 @@ class CachedStates:
         schedule: PruneSchedule | None = None,
     ):
         self.encoder, self.max_length, self.layers = encoder, max_length, layers
+        self.encoder_name, self.hidden_size = encoder.name, encoder.hidden_size
         tokens = self._token_states(list(texts), progress)
         self.states, self.mask = tokens.states, tokens.mask
         self.index = {text: i for i, text in enumerate(texts)}
@@ -241,18 +243,43 @@ class CachedStates:
         """The inputs of head `variant`: these states, or the SpAtten-pruned ones for a head that prunes tokens."""
         return _inputs_for(self, variant)
 
-    @property
-    def hidden_size(self) -> int:
-        return self.encoder.hidden_size
+    def memory_mapped(self, folder: str | Path, name: str = "states") -> CachedStates:
+        """A copy whose states and mask (and the pruned ones, if any) live in .npy files under `folder`, opened
+        read-only as memory maps. Worker processes (`workbench.parallel.parallel_map`) receive such arrays by
+        reference, sharing the pages, where in-memory ones would be hashed and written out again for every call."""
+        mapped = object.__new__(type(self))  # not copy.copy: that goes through __getstate__, dropping the encoder
+        mapped.__dict__.update(self.__dict__)
+        for attribute in ("states", "mask"):
+            path = Path(folder) / f"{name}-{attribute}.npy"
+            np.save(path, getattr(self, attribute))
+            setattr(mapped, attribute, np.load(path, mmap_mode="r"))
+        if self.pruned is not None:
+            mapped.pruned = self.pruned.memory_mapped(folder, f"{name}-pruned")
+        return mapped
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the encoder: a copy in another process trains and scores heads on the states, which need
+        no encoder (and a Hugging Face model that has returned attention maps does not pickle)."""
+        return {**self.__dict__, "encoder": None}
 
     def dataset(self, frame: pd.DataFrame, label_columns: Sequence[str]) -> Dataset:
         """(states, mask, *labels) of `frame`'s texts (each must be among the encoded texts)."""
         rows = np.array([self.index[text] for text in frame["text"]], dtype=np.int64)
-        return token_state_dataset(self.states[rows], self.mask[rows], *(frame[c].to_numpy() for c in label_columns))
+        states, mask = (_mapped_for_this_read(a) for a in (self.states, self.mask))
+        return token_state_dataset(states[rows], mask[rows], *(frame[c].to_numpy() for c in label_columns))
 
     def model(self, head: nn.Module) -> nn.Module:
         """What to train: the head alone."""
         return head
+
+
+def _mapped_for_this_read(array: np.ndarray) -> np.ndarray:
+    """`array`, or for a memory-mapped .npy file (`CachedStates.memory_mapped`) a fresh map of it that is dropped after
+    the read: the pages read then leave this process's resident memory with it, where the long-lived map would keep
+    every page ever read (a worker would grow by the whole file, and loky restarts workers that grow)."""
+    if isinstance(array, np.memmap) and array.filename:
+        return np.load(array.filename, mmap_mode="r")
+    return array
 
 
 class FineTunedEncoder:
@@ -276,6 +303,10 @@ class FineTunedEncoder:
     @property
     def hidden_size(self) -> int:
         return self.encoder.hidden_size
+
+    @property
+    def encoder_name(self) -> str:
+        return self.encoder.name
 
     def dataset(self, frame: pd.DataFrame, label_columns: Sequence[str]) -> Dataset:
         """(input_ids, attention_mask, *labels) of `frame`'s texts, padded to `max_length`."""

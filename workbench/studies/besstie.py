@@ -21,10 +21,12 @@ source's seeds), while the head experiments (`head_seeds`) stay on frozen states
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +44,7 @@ from workbench.methods.finetune import classifier_logits, finetune_classifier
 from workbench.methods.heads import CachedStates, FineTunedEncoder, PrunedCachedStates, prunes_tokens, spatten_schedule
 from workbench.methods.pcgrad import fit_multitask, pcgrad_backward, predict_multitask
 from workbench.paper_models import dry_run
+from workbench.parallel import how_run, parallel_map, resolve_workers
 from workbench.profiles import Param, ParameterError, Profiles
 from workbench.registry import build
 from workbench.results import StudyResult, Timings, describe_data
@@ -220,6 +223,14 @@ PROFILES = Profiles(
         "torch_threads": Param(
             1, "intra-op torch threads while training (None: leave as is)", kind="int", optional=True, minimum=1
         ),
+        "workers": Param(
+            None,
+            "worker processes training the heads of the cross-variety and domain-shift matrices side by side on "
+            "frozen states, each on torch_threads (None: one per thread the run may use; 1: one after the other, here)",
+            kind="int",
+            optional=True,
+            minimum=1,
+        ),
         "save_models": Param(
             True,
             "save the first seed's cross-variety models (with finetune=True: the Linear head's only) and the fine-tuned "
@@ -251,6 +262,7 @@ PROFILES = Profiles(
         "domain_heads": ["linear", "spatten", "crosstalk+pcgrad"],
         "twitter_min_words": 5,
         "timing_batches": 1,
+        "workers": 1,
     },
     paper={
         "encoder": "bert-base-uncased",
@@ -270,6 +282,7 @@ PROFILES = Profiles(
         "domain_heads": list(HEAD_VARIANTS),
         "timing_batches": 50,
         "torch_threads": None,
+        "workers": 1,  # every head fine-tunes its own encoder copy, here
     },
     # `--dry-run`: every paper code path (the real architecture with random weights; every head fine-tuned in one
     # cross-variety row, en-IN: the seeded Google split; a single-task and a multitask head on each domain-shift
@@ -289,6 +302,7 @@ PROFILES = Profiles(
         "timing_batches": 1,
         "timing_batch_size": 2,
         "torch_threads": 1,
+        "workers": 1,
     },
 )
 
@@ -604,8 +618,40 @@ def _cell(
     return {**row, "train_rows": trained.train_rows, "best_epoch": trained.best_epoch}
 
 
-def _progress(items: list, desc: str, progress: bool) -> Iterable:
-    return tqdm(items, desc=desc, disable=not progress)
+def _progress(items: Iterable, desc: str, progress: bool, total: int | None = None) -> Iterable:
+    return tqdm(items, desc=desc, disable=not progress, total=total)
+
+
+def train_and_score(
+    data: StudyData,
+    inputs,
+    setup: Recipe,
+    variant: str,
+    train: pd.DataFrame,
+    slices: Sequence[tuple[str, str, str]],
+    train_variety: str,
+    keys: Mapping[str, object],
+    seed: int,
+    save: tuple[Mapping[str, object], pd.DataFrame] | None = None,
+) -> tuple[list[dict[str, object]], TrainedModel | None]:
+    """One training of the head matrices: head `variant` trained on `train` from `seed` (`train_head`), then one
+    metric row per (task, source, test variety) of `slices`; with `save` (the saved model's row keys and test rows),
+    also the model to save. It reads nothing but its arguments, so it runs the same here or in a worker process."""
+    trained = train_head(variant, inputs, train, setup, seed)
+    rows = [_cell(trained, inputs, data, t, s, v, train_variety, **keys) for t, s, v in slices]
+    return rows, None if save is None else model_to_save(trained, inputs, save[1], save[0])
+
+
+def run_head_jobs(
+    jobs: Sequence[tuple], data: StudyData, inputs, setup: Recipe, seed: int, workers: int, desc: str, progress: bool
+) -> Iterator[tuple[list[dict[str, object]], TrainedModel | None]]:
+    """`train_and_score(data, inputs, setup, *job, seed, save)` for each (variant, train, slices, train_variety,
+    keys, save) of `jobs`, in order: side by side in `workers` processes on the heads' torch threads (on frozen
+    states only: an encoder fine-tuned with each head stays here), else one after the other."""
+    calls = [(data, inputs, setup, *job[:5], seed, job[5]) for job in jobs]
+    workers = 1 if inputs.finetune else workers
+    outcomes = parallel_map(train_and_score, calls, workers, threads=torch.get_num_threads())
+    return iter(_progress(outcomes, desc, progress, total=len(calls)))
 
 
 def run_cross_variety(
@@ -618,6 +664,7 @@ def run_cross_variety(
     progress: bool = True,
     train_varieties: Sequence[str] | None = None,
     saved: dict[str, TrainedModel] | None = None,
+    workers: int = 1,
 ) -> list[dict[str, object]]:
     """Train each head variant on each of `train_varieties` (None: `varieties`) and test on every one of
     `varieties`: one metric row per matrix cell. With a `saved` dict, the trained models are added to it
@@ -625,32 +672,40 @@ def run_cross_variety(
 
     Single-task heads train per task; a CrossTalk variant trains once per (source, variety) on rows with both
     labels and fills the sentiment matrix of that source and, for Reddit, the sarcasm matrix too. Every training
-    starts from `seed` (`train_head`), so a cell does not depend on which other cells the same run computes.
+    starts from `seed` (`train_head`), so a cell does not depend on which other cells the same run computes, nor on
+    how many `workers` train them (`run_head_jobs`).
     """
     rows_of = list(varieties if train_varieties is None else train_varieties)
-    jobs: list[tuple[str, str, str | None, str]] = []  # (variant, source, task or None for multitask, variety)
+    plan: list[tuple[str, str, str | None, str]] = []  # (variant, source, task or None for multitask, variety)
     for variant in heads:
         if variant in MULTITASK_HEADS:
-            jobs += [(variant, source, None, var) for source in ("Google", "Reddit") for var in rows_of]
+            plan += [(variant, source, None, var) for source in ("Google", "Reddit") for var in rows_of]
         else:
-            jobs += [(variant, source, task, var) for task, source in CROSS_VARIETY_TASKS for var in rows_of]
-    rows = []
-    for variant, source, task, train_var in _progress(jobs, "cross-variety", progress):
+            plan += [(variant, source, task, var) for task, source in CROSS_VARIETY_TASKS for var in rows_of]
+    jobs, names = [], []
+    for variant, source, task, train_var in plan:
         if task is None:
-            trained = train_head(variant, inputs, data.multitask_train[source, train_var], setup, seed)
+            train = data.multitask_train[source, train_var]
             tasks = [t for t, s in CROSS_VARIETY_TASKS if s == source]
         else:
-            trained = train_head(variant, inputs, data.single_train[task, source, train_var], setup, seed)
-            tasks = [task]
+            train, tasks = data.single_train[task, source, train_var], [task]
         common = dict(experiment="cross_variety", train_source=source, seed=seed)
-        rows += [_cell(trained, inputs, data, t, source, v, train_var, **common) for t in tasks for v in varieties]
+        save = None
         if saved is not None and (not inputs.finetune or variant == "linear"):
             test = data.test[tasks[0], source, train_var if train_var in varieties else varieties[0]]
             keys = {**common, "head": variant, "base": "finetuned" if inputs.finetune else "frozen"}
-            keys.update(train_variety=train_var, **({"task": task} if task else {}))
-            name = model_name(variant, task or "multitask", source, train_var)
-            saved[name] = model_to_save(trained, inputs, test, keys)
-        del trained  # a fine-tuned encoder copy: freed before the next one is built (unless it is saved)
+            save = ({**keys, "train_variety": train_var, **({"task": task} if task else {})}, test)
+        slices = [(t, source, v) for t in tasks for v in varieties]
+        jobs.append((variant, train, slices, train_var, common, save))
+        names.append(model_name(variant, task or "multitask", source, train_var))
+    rows = []
+    for name, (job_rows, model) in zip(
+        names, run_head_jobs(jobs, data, inputs, setup, seed, workers, "cross-variety", progress)
+    ):
+        rows += job_rows
+        if model is not None:
+            saved[name] = model
+        del model  # a fine-tuned encoder copy: freed before the next one is built (unless it is saved)
     return rows
 
 
@@ -777,7 +832,7 @@ def model_to_save(trained: TrainedHead, inputs, test: pd.DataFrame, rows: dict[s
     inputs = inputs.for_head(trained.variant)  # the spatten head's inputs come from a pruned encoder pass
     data = inputs.dataset(test.iloc[:MAX_TEST_ROWS], ["label"])
     batch = inputs.collate([data[i] for i in range(len(data))])[:2]
-    encoder, layers = inputs.encoder.name, inputs.layers
+    encoder, layers = inputs.encoder_name, inputs.layers
     states = "the final layer's token states" if layers == 1 else f"the mean of the last {layers} layers' token states"
     trained_on = f"trained on BESSTIE {rows.get('task', 'Sentiment + Sarcasm')} {rows['train_source']} "
     trained_on += f"{rows['train_variety']} (seed {rows['seed']}, the run's first)"
@@ -811,29 +866,30 @@ def run_domain_shift(
     varieties: Sequence[str],
     seed: int = 0,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[dict[str, object]]:
     """Train on Twitter (sentiment) and Bicodemix (sentiment, sarcasm, and both for CrossTalk) and test, without
-    adaptation, on every BESSTIE variety and source: sentiment on Google and Reddit, sarcasm on Reddit."""
-    jobs: list[tuple[str, str, str]] = []  # (variant, training frame name, task or "both")
+    adaptation, on every BESSTIE variety and source: sentiment on Google and Reddit, sarcasm on Reddit; the
+    trainings run on `workers` as in `run_cross_variety`."""
+    plan: list[tuple[str, str, str]] = []  # (variant, training frame name, task or "both")
     for variant in heads:
         if variant in MULTITASK_HEADS:
             if "Bicodemix-multitask" in data.domain_train:
-                jobs.append((variant, "Bicodemix-multitask", "both"))
+                plan.append((variant, "Bicodemix-multitask", "both"))
             continue
         if "Twitter" in data.domain_train:
-            jobs.append((variant, "Twitter", "Sentiment"))
+            plan.append((variant, "Twitter", "Sentiment"))
         if "Bicodemix" in data.domain_train:
-            jobs += [(variant, "Bicodemix", "Sentiment"), (variant, "Bicodemix-sarcasm", "Sarcasm")]
-    rows = []
-    for variant, name, task in _progress(jobs, "domain shift", progress):
-        trained = train_head(variant, inputs, data.domain_train[name], setup, seed)
+            plan += [(variant, "Bicodemix", "Sentiment"), (variant, "Bicodemix-sarcasm", "Sarcasm")]
+    jobs = []
+    for variant, name, task in plan:
         tasks = ["Sentiment", "Sarcasm"] if task == "both" else [task]
         origin = name.split("-")[0]  # Twitter, Bicodemix
         common = dict(experiment="domain_shift", train_source=origin, seed=seed)
         slices = [(t, s, v) for t, s in CROSS_VARIETY_TASKS if t in tasks for v in varieties]
-        rows += [_cell(trained, inputs, data, t, s, v, origin, **common) for t, s, v in slices]
-        del trained
-    return rows
+        jobs.append((variant, data.domain_train[name], slices, origin, common, None))
+    outcomes = run_head_jobs(jobs, data, inputs, setup, seed, workers, "domain shift", progress)
+    return [row for job_rows, _ in outcomes for row in job_rows]
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -1054,6 +1110,16 @@ def thread_note(threads: Mapping[str, int], available: int) -> str:
     return f"Torch threads ({available} available to the run): {parts}."
 
 
+def workers_note(workers: int, params: Mapping[str, object]) -> str:
+    """How the head trainings of the cross-variety and domain-shift matrices ran (`run_head_jobs`)."""
+    workers = 1 if params["finetune"] else workers
+    return (
+        f"Head trainings (cross-variety and domain shift) ran {how_run(workers)}, each on "
+        f"{params['torch_threads'] or 'every'} torch thread(s); each training seeds itself, so the rows are the same "
+        "whatever the number of workers."
+    )
+
+
 def _seed_list(seeds: Sequence[int]) -> str:
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
@@ -1191,12 +1257,13 @@ def run(params: Mapping[str, object], data: dict[int, StudyData] | None = None, 
     seed. The encoder works (fine-tuning, token states) on every core this process may use unless `ft_threads` /
     `encode_threads` say otherwise; the heads train on `torch_threads`."""
     available = torch.get_num_threads()  # the run's thread budget (a side-by-side run gets its share)
+    workers = resolve_workers(params.get("workers"))  # before the thread count drops to torch_threads
     with torch_threads(params["torch_threads"]):
-        return _run(params, data, progress, available)
+        return _run(params, data, progress, available, workers)
 
 
 def _run(
-    params: Mapping[str, object], data: dict[int, StudyData] | None, progress: bool, available: int
+    params: Mapping[str, object], data: dict[int, StudyData] | None, progress: bool, available: int, workers: int
 ) -> BesstieResult:
     setup = recipe(params)
     varieties = list(params["varieties"])
@@ -1223,13 +1290,22 @@ def _run(
                 f"SpAtten's pruned pass kept {inputs.pruned.kept_share:.1%} of each text's real tokens to the last "
                 f"layer (mean over the {len(inputs.pruned.index)} texts of seed {seed})."
             )
-        with timings("cross-variety"):
-            keep = saved if seed == heads_at[0] else None  # the first seed's models are saved
-            rows += run_cross_variety(
-                seed_data, inputs, setup, params["heads"], varieties, seed, progress, training_varieties(params), keep
-            )
-        with timings("domain shift"):
-            rows += run_domain_shift(seed_data, inputs, setup, params["domain_heads"], varieties, seed, progress)
+        with contextlib.ExitStack() as stack:
+            heads_inputs = inputs
+            if workers > 1 and not inputs.finetune:  # the workers share the states through memory-mapped files
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="besstie-states-"))
+                heads_inputs = inputs.memory_mapped(folder)
+            with timings("cross-variety"):
+                keep = saved if seed == heads_at[0] else None  # the first seed's models are saved
+                rows += run_cross_variety(
+                    seed_data, heads_inputs, setup, params["heads"], varieties, seed, progress,
+                    training_varieties(params), keep, workers,
+                )  # fmt: skip
+            with timings("domain shift"):
+                rows += run_domain_shift(
+                    seed_data, heads_inputs, setup, params["domain_heads"], varieties, seed, progress, workers
+                )
+            del heads_inputs
         with timings("timing table"):
             rows += run_timing(seed_data, inputs, setup, params, seed, progress)
     metrics = pd.DataFrame(rows)
@@ -1246,6 +1322,7 @@ def _run(
         notes=[
             *notes(params),
             thread_note(threads, available),
+            *([workers_note(workers, params)] if heads_at else []),
             removed_note,
             *measured,
             *([target_statement(metrics)] if finetunes(params) else []),
