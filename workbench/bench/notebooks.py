@@ -256,13 +256,14 @@ def markdown(rows: list[Measurement], info: dict[str, object]) -> str:
 
 def merge(previous: dict | None, rows: list[Measurement], info: dict[str, object]) -> list[Measurement]:
     """The measurements after this run: `rows` replace the stored rows of the same (notebook, profile); the other
-    stored rows are kept unless they were measured on a different machine (CPU, cores or memory, or a speed probe
-    more than `SAME_SPEED` apart where both runs have one)."""
+    stored rows are kept unless they were measured on a different machine: CPU, cores or memory differ, or the speed
+    probes differ by more than `SAME_SPEED` (machines of one CPU name differ by up to 2x), or only one run has a probe.
+    """
     before = (previous or {}).get("machine", {})
     if not previous or any(before.get(k) != info.get(k) for k in ("cpu", "cores", "memory")):
         return list(rows)
     speeds = [m.get(SPEED) for m in (before, info)]
-    if None not in speeds and abs(speeds[0] - speeds[1]) > SAME_SPEED * max(speeds):
+    if speeds.count(None) == 1 or (None not in speeds and abs(speeds[0] - speeds[1]) > SAME_SPEED * max(speeds)):
         return list(rows)
     measured = {(r.notebook, r.profile) for r in rows}
     known = {f.name for f in fields(Measurement)}
