@@ -662,7 +662,8 @@ def test_load_and_run_on_fixture_data(fixture_data_dir, monkeypatch, tmp_path):
         "paper",
     }
     assert set(result.metrics["attention"]) == {"none", "learned", "uniform"}
-    assert result.notes == study.notes(params) and result.headline["settings_compared"] == 6
+    assert result.notes == [*study.notes(params), study.bar_verdict(result.metrics, params)]
+    assert result.notes[-1].startswith("TF-IDF bar") and result.headline["settings_compared"] == 6
     saved = json.loads(result.save(tmp_path).read_text())
     assert saved["study"] == "mage" and saved["profile"] == "smoke" and len(saved["metrics"]) == len(result.metrics)
 
@@ -839,6 +840,14 @@ def test_base_bar_compares_the_baseline_with_tfidf_per_language():
     assert head["kin_base_meets_tfidf"] is True and head["tso_base_meets_tfidf"] is False
     assert head["tso_baseline_accuracy"] == pytest.approx(0.51) and head["tso_tfidf_accuracy"] == 0.55
     assert head["tfidf_accuracy"] == pytest.approx(0.575)
+    verdict = study.bar_verdict(rows, {"optimizer": "lbfgs"})
+    assert "kin/logreg 0.610 vs 0.600 (+1.0)" in verdict and "tso/logreg 0.510 vs 0.550 (-4.0)" in verdict
+    assert "NOT met on tso/logreg by 4.0 (seed std 1.4)" in verdict and "logreg_c chosen on dev" in verdict
+    assert "longer Adam schedule" not in verdict and "base='svd'" not in verdict  # lbfgs logreg on the svd base
+    assert "longer Adam schedule" in study.bar_verdict(rows, {"optimizer": "adam"})
+    met = study.bar_verdict(rows[rows["language"] == "kin"], {"optimizer": "lbfgs"})
+    assert met.endswith("Bar met by every classifier on every language.")
+    assert study.bar_verdict(rows[rows["study"] != "baseline"], {}).startswith("No TF-IDF rows")
 
 
 @pytest.mark.slow  # a papermill run (about 20 s idle); the smoke notebook test covers kin in the default run

@@ -902,7 +902,7 @@ def run(params: Mapping[str, object], data: MageData | None = None, progress: bo
         metrics=rows,
         data=list(data.descriptions),
         timings=dict(timings),
-        notes=notes(params),
+        notes=[*notes(params), *([bar_verdict(rows, params)] if params["tfidf_baseline"] else [])],
         headline=headline(rows, dry_run=bool(params.get("dry_run"))),
         runs=runs,
         label_names=label_names,
@@ -1336,6 +1336,45 @@ def base_bar(rows: pd.DataFrame) -> pd.DataFrame:
     out["margin_points"] = 100 * (out["baseline_mean"] - out["tfidf"])
     out["meets_tfidf"] = [bool(m >= 0) if pd.notna(m) else None for m in out["margin_points"]]
     return out.reindex(columns=columns)
+
+
+def bar_verdict(rows: pd.DataFrame, params: Mapping[str, object]) -> str:
+    """One sentence from `base_bar`: each classifier's no-augmentation baseline against TF-IDF + LR per language,
+    whether every one meets the bar, and for those that do not, by how much (beside their seed std) and what it would
+    take."""
+    bar = base_bar(rows).dropna(subset=["tfidf"])
+    if bar.empty:
+        return "No TF-IDF rows: the base was not compared with the TF-IDF + LR bar."
+    pairs = "; ".join(
+        f"{r.language}/{r.classifier} {r.baseline_mean:.3f} vs {r.tfidf:.3f} ({r.margin_points:+.1f})"
+        for r in bar.itertuples()
+    )
+    seeds = int(bar["seeds"].max())
+    head = (
+        f"TF-IDF bar (test accuracy, no-augmentation baseline on the run's base, mean of {seeds} seed(s), vs TF-IDF + "
+        f"LR; points): {pairs}."
+    )
+    below = bar[~bar["meets_tfidf"].astype(bool)]
+    if below.empty:
+        return f"{head} Bar met by every classifier on every language."
+    misses = ", ".join(
+        f"{r.language}/{r.classifier} by {-r.margin_points:.1f} (seed std {100 * r.baseline_std:.1f})"
+        if pd.notna(r.baseline_std)
+        else f"{r.language}/{r.classifier} by {-r.margin_points:.1f}"
+        for r in below.itertuples()
+    )
+    adam_arms = below["classifier"].ne("logreg") | (params.get("optimizer", "adam") == "adam")
+    remedies = []
+    if adam_arms.any():  # the LSTM, and logreg under adam, stop early on dev
+        remedies.append(
+            "a longer Adam schedule for every arm (e.g. -p epochs=100 -p patience=20), at a cost in every LSTM and "
+            "attention arm's time"
+        )
+    if (below["base"] != "svd").any():
+        remedies.append("the full-rank TF-IDF SVD base (base='svd', svd_components=None)")
+    if not adam_arms.all():  # logreg refitted by lbfgs: its fit is TF-IDF + LR's up to the scale C reads
+        remedies.append("logreg_c chosen on dev (the base's scale changes what C=1 means)")
+    return f"{head} Bar NOT met on {misses}. What it would take: {'; or '.join(remedies)}."
 
 
 def headline(rows: pd.DataFrame, dry_run: bool = False) -> dict[str, object]:
