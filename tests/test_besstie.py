@@ -483,6 +483,25 @@ def _tuned_params(**overrides):
     return _params(**{**small, **overrides})
 
 
+def test_fine_tuning_precision_follows_the_cpu_and_the_notes_say_which_ran(monkeypatch):
+    """ft_precision='auto' fine-tunes in bf16 autocast only on a CPU with native bf16 matrix units (AMX), fp32
+    elsewhere; the smoke profile pins fp32; the notes name what ran and why."""
+    import workbench.runtime as runtime
+    from workbench.studies.besstie import finetune_config
+
+    quick, smoke = PROFILES.resolve("quick"), PROFILES.resolve("smoke")
+    assert finetune_config(quick).precision == "auto" and finetune_config(smoke).precision == "no"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for amx, expected in ((True, "bf16 autocast (ft_precision='auto': this CPU multiplies bf16 matrices in "
+                                 "hardware (AMX))"),
+                          (False, "fp32 (ft_precision='auto': this CPU has no native bf16 matrix units)")):  # fmt: skip
+        monkeypatch.setattr(runtime, "native_bf16", lambda amx=amx: amx)
+        assert runtime.resolve_precision("auto") == ("bf16" if amx else "no")
+        assert expected in " ".join(notes(quick))
+    assert runtime.resolve_precision("auto", cpu=False) == "no" and runtime.resolve_precision("bf16") == "bf16"
+    assert "fp32 (ft_precision='no')" in " ".join(notes({**quick, "ft_precision": "no"}))
+
+
 def test_base_switches_between_fine_tuned_and_frozen_rows(fixture_data, monkeypatch):
     """Issue 14: base='finetuned' adds Linear rows from the encoder fine-tuned end to end (its weights change with
     training, lr 0 leaves them as pretrained) and leaves the frozen-state rows exactly as base='frozen' gives them."""

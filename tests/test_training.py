@@ -225,7 +225,14 @@ def test_accumulation_and_a_backward_hook_do_not_mix():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(schedule="step"), dict(grad_accum_steps=0), dict(warmup_ratio=1.5), dict(adamw="apex")]
+    "kwargs",
+    [
+        dict(schedule="step"),
+        dict(grad_accum_steps=0),
+        dict(warmup_ratio=1.5),
+        dict(adamw="apex"),
+        dict(precision="fp8"),
+    ],
 )
 def test_invalid_train_configs_are_refused(kwargs):
     with pytest.raises(ValueError, match="TrainConfig"):
@@ -404,3 +411,16 @@ def test_finetune_classifier_learns_and_scores_in_the_callers_order():
     assert logits.shape == (3, 2) and history.best_epoch >= 0
     assert logits.argmax(1).tolist() == [1, 0, 1]
     assert np.allclose(logits[0], logits[2], atol=1e-5)
+
+
+def test_auto_precision_autocasts_in_bf16_only_where_the_cpu_has_native_bf16(monkeypatch):
+    import workbench.runtime as runtime
+    from workbench.training import make_accelerator
+
+    for native, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(runtime, "native_bf16", lambda native=native: native)
+        accelerator = make_accelerator(TrainConfig(precision="auto", device="cpu", progress=False))
+        assert accelerator.mixed_precision == expected
+        with accelerator.autocast():
+            out = torch.ones(2, 2) @ torch.ones(2, 2)
+        assert out.dtype == (torch.bfloat16 if native else torch.float32)

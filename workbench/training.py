@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from workbench.paper_models import dry_run
-from workbench.runtime import atomic_directory, set_seed
+from workbench.runtime import atomic_directory, resolve_precision, set_seed
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
 Losses = torch.Tensor | Sequence[torch.Tensor]
@@ -41,6 +41,7 @@ DevMetricsFn = Callable[[nn.Module, Dataset], Mapping[str, float]]
 StepFn = Callable[[int], None]
 SCHEDULES = ("constant", "linear", "cosine")
 ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "for-loop")
+PRECISIONS = (None, "no", "bf16", "fp16", "auto")
 
 
 @dataclass
@@ -60,9 +61,9 @@ class TrainConfig:
     device: str | None = None
     progress: bool = True
     max_steps: int | None = None  # stop after this many optimisation steps (a `--dry-run` takes one)
-    precision: str | None = (
-        None  # "no", "bf16" or "fp16" (mixed precision via Accelerate); None: $ACCELERATE_MIXED_PRECISION or "no"
-    )
+    # "no", "bf16" or "fp16" (mixed precision via Accelerate); "auto": bf16 on a CPU with native bf16 matrix units
+    # (runtime.native_bf16), else "no"; None: $ACCELERATE_MIXED_PRECISION or "no"
+    precision: str | None = None
     schedule: str = "constant"  # learning rate: "constant", "linear" (decay to 0) or "cosine", after any warm-up
     warmup_ratio: float = 0.0  # share of the optimisation steps spent warming up linearly from 0 (HF's ceil rule)
     warmup_steps: int | None = None  # warm-up steps; overrides warmup_ratio when set
@@ -80,13 +81,14 @@ class TrainConfig:
             "warmup_ratio": 0.0 <= self.warmup_ratio <= 1.0,
             "warmup_steps": self.warmup_steps is None or self.warmup_steps >= 0,
             "freeze_layers": self.freeze_layers >= 0,
+            "precision": self.precision in PRECISIONS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(
                 f"TrainConfig: invalid {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)} (schedule: "
                 f"{'/'.join(SCHEDULES)}; adamw: {'/'.join(ADAMW_IMPLEMENTATIONS)}; grad_accum_steps >= 1; "
-                "0 <= warmup_ratio <= 1; warmup_steps, freeze_layers >= 0)"
+                f"0 <= warmup_ratio <= 1; warmup_steps, freeze_layers >= 0; precision: {PRECISIONS})"
             )
 
 
@@ -363,7 +365,9 @@ def make_accelerator(config: TrainConfig):
 
     cpu = config.device == "cpu" or (config.device is None and not torch.cuda.is_available())
     kwargs = dict(
-        cpu=cpu, mixed_precision=config.precision, dataloader_config=DataLoaderConfiguration(split_batches=True)
+        cpu=cpu,
+        mixed_precision=resolve_precision(config.precision, cpu),
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
     )
     try:
         return Accelerator(**kwargs)
