@@ -58,9 +58,9 @@ def default_device() -> torch.device:
 
 
 def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles). There bf16 autocast fine-tunes
-    MiniLM about 1.3x faster than fp32 (`workbench bench train` style runs on BESSTIE, batch 16); a CPU that
-    emulates bf16 runs it slower than fp32."""
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles). There bf16 autocast fine-tuned
+    MiniLM about 1.3x faster than fp32 (BESSTIE's Linear rows, batch 16, on a 2-core Xeon); a CPU that emulates
+    bf16 can run it slower than fp32."""
     import torch
 
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own check (private; absent: no)
