@@ -246,7 +246,7 @@ class CachedStates:
     def memory_mapped(self, folder: str | Path, name: str = "states") -> CachedStates:
         """A copy whose states and mask (and the pruned ones, if any) live in .npy files under `folder`, opened
         read-only as memory maps. Worker processes (`workbench.parallel.parallel_map`) receive such arrays by
-        reference, sharing the pages, where in-memory ones would be hashed and written out again for every call."""
+        reference, sharing the pages, where in-memory ones would be hashed again for every call."""
         mapped = object.__new__(type(self))  # not copy.copy: that goes through __getstate__, dropping the encoder
         mapped.__dict__.update(self.__dict__)
         for attribute in ("states", "mask"):

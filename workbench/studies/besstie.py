@@ -21,7 +21,6 @@ source's seeds), while the head experiments (`head_seeds`) stay on frozen states
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import tempfile
@@ -1124,7 +1123,6 @@ def thread_note(threads: Mapping[str, int], available: int) -> str:
 
 def workers_note(workers: int, params: Mapping[str, object]) -> str:
     """How the head trainings of the cross-variety and domain-shift matrices ran (`run_head_jobs`)."""
-    workers = 1 if params["finetune"] else workers
     return (
         f"Head trainings (cross-variety and domain shift) ran {how_run(workers)}, each on "
         f"{params['torch_threads'] or 'every'} torch thread(s); each training seeds itself, so the rows are the same "
@@ -1283,7 +1281,8 @@ def run(params: Mapping[str, object], data: dict[int, StudyData] | None = None, 
     seed. The encoder works (fine-tuning, token states) on every core this process may use unless `ft_threads` /
     `encode_threads` say otherwise; the heads train on `torch_threads`."""
     available = torch.get_num_threads()  # the run's thread budget (a side-by-side run gets its share)
-    workers = resolve_workers(params.get("workers"))  # before the thread count drops to torch_threads
+    # resolved before the thread count drops to torch_threads; heads fine-tuned with the encoder stay here
+    workers = 1 if params["finetune"] else resolve_workers(params.get("workers"))
     with torch_threads(params["torch_threads"]):
         return _run(params, data, progress, available, workers)
 
@@ -1316,11 +1315,9 @@ def _run(
                 f"SpAtten's pruned pass kept {inputs.pruned.kept_share:.1%} of each text's real tokens to the last "
                 f"layer (mean over the {len(inputs.pruned.index)} texts of seed {seed})."
             )
-        with contextlib.ExitStack() as stack:
-            heads_inputs = inputs
-            if workers > 1 and not inputs.finetune:  # the workers share the states through memory-mapped files
-                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="besstie-states-"))
-                heads_inputs = inputs.memory_mapped(folder)
+        with tempfile.TemporaryDirectory(prefix="besstie-states-") as folder:
+            # the workers share the frozen states through memory-mapped files
+            heads_inputs = inputs.memory_mapped(folder) if workers > 1 else inputs
             with timings("cross-variety"):
                 keep = saved if seed == heads_at[0] else None  # the first seed's models are saved
                 rows += run_cross_variety(
