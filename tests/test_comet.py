@@ -717,6 +717,27 @@ def test_teacher_dir_shares_one_fine_tuned_teacher_between_runs(afrisenti_root, 
     assert (stranger / "notes.txt").read_text() == "mine"  # nothing overwritten
 
 
+def test_a_shared_teacher_serves_only_runs_that_fine_tune_in_the_same_arithmetic(tmp_path, monkeypatch):
+    """teacher_precision is resolved on this machine before it is compared ('auto' is bf16 on an AMX CPU, fp32
+    elsewhere); a card saved before the setting existed stands for an fp32 teacher."""
+    import workbench.runtime as runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "native_bf16", lambda: True)
+    params = study.PROFILES.resolve("smoke", teacher_precision="auto")
+    assert study.train_configs(params)["teacher"].precision == "auto"
+    assert study.teacher_settings(params)["teacher_precision"] == "bf16"
+    settings = study.teacher_settings({**params, "teacher_precision": "no"})
+    del settings["teacher_precision"]  # a card written before the setting existed
+    (tmp_path / study.TEACHER_CARD).write_text(json.dumps({"settings": settings, "history": []}))
+    with pytest.raises(ValueError, match="teacher_precision: saved 'no', this run 'bf16'"):
+        study.saved_teacher(tmp_path, params)
+    monkeypatch.setattr(runtime, "native_bf16", lambda: False)  # the same 'auto' on a CPU without AMX: fp32
+    with pytest.raises(OSError):  # past the settings check: the (absent) weights are what is missing
+        study.saved_teacher(tmp_path, params)
+    assert "fp32 (teacher_precision='auto': this CPU has no native bf16" in " ".join(study.notes(params))
+
+
 TINY_XLMR = dict(
     model_type="xlm-roberta",
     vocab_size=30522,

@@ -555,6 +555,42 @@ def test_encode_states_matches_the_classifier_and_zeroes_padding():
     np.testing.assert_allclose(model.head(torch.from_numpy(pooled)).detach().numpy(), expected, atol=1e-4)
 
 
+def test_encode_states_in_bf16_autocast_stays_close_to_fp32_and_keys_its_own_cache(monkeypatch):
+    """precision='bf16' runs the states pass under bf16 autocast (a few parts in a hundred from fp32, the same
+    layout); the cached states of an 'auto' run are keyed by the arithmetic it resolves to on this machine."""
+    import workbench.runtime as runtime
+    from workbench.methods.finetune import load_classifier
+    from workbench.methods.textmodels import encode_states, head_tail_ids
+    from workbench.studies.multilevel import PROFILES, STATE_SPLITS, _states_key, notes
+
+    model, tokenizer = load_classifier("tiny", 2, seed=0)
+    ids = head_tail_ids(["a good film", "bad " * 30, "an average film"], tokenizer, max_length=16)
+    exact = encode_states(model, ids, 16, tokenizer.pad_token_id, precision="no")
+    calls = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: calls.append(k["dtype"]) or real_autocast(*a, **k))
+    half = encode_states(model, ids, 16, tokenizer.pad_token_id, precision="bf16")
+    assert calls == [torch.bfloat16] and half.states.dtype == np.float16
+    assert (half.lengths == exact.lengths).all() and not half.states[0, half.lengths[0] :].any()
+    assert not np.array_equal(half.states, exact.states)  # the pass really ran in bf16
+    np.testing.assert_allclose(half.states, exact.states, atol=0.1)
+    np.testing.assert_allclose(half.logits, exact.logits, atol=0.05)
+
+    params = PROFILES.resolve("smoke", encoder_precision="auto")
+    data = type("Data", (), {"ids": {n: [[1, 2, 3]] for n in ("encoder_train", *STATE_SPLITS)},
+                             "encoder_train": pd.DataFrame({"label": [1]})})()  # fmt: skip
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    keys = {}
+    for amx in (True, False):
+        monkeypatch.setattr(runtime, "native_bf16", lambda amx=amx: amx)
+        keys[amx] = _states_key(params, data)
+    assert keys[True] != keys[False]
+    assert keys[False] == _states_key({**params, "encoder_precision": "no"}, data)
+    assert keys[True] == _states_key({**params, "encoder_precision": "bf16"}, data)
+    monkeypatch.setattr(runtime, "native_bf16", lambda: True)
+    assert "bf16 autocast (encoder_precision='auto'" in " ".join(notes(PROFILES.resolve("quick")))
+
+
 def test_state_batches_are_cut_to_their_longest_review_and_never_mix_caches():
     from workbench.methods.textmodels import StateDataset, collate_states
 

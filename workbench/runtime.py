@@ -78,6 +78,39 @@ def resolve_precision(precision: str | None, cpu: bool = True) -> str | None:
     return "bf16" if cpu and native_bf16() else "no"
 
 
+# the choices of a study's CPU precision parameter (fp16 autocast is for GPUs)
+CPU_PRECISIONS = ("auto", "no", "bf16")
+
+
+def precision_note(precision: str, param: str) -> str:
+    """The arithmetic a run's fine-tuning used on this machine, and why, for its notes: e.g. "bf16 autocast
+    (ft_precision='auto': this CPU multiplies bf16 matrices in hardware (AMX))". `param` names the parameter."""
+    import torch
+
+    cpu = not torch.cuda.is_available()
+    resolved = resolve_precision(precision, cpu)
+    text = "bf16 autocast" if resolved == "bf16" else "fp32"
+    if precision != "auto":
+        return f"{text} ({param}={precision!r})"
+    if resolved == "bf16":
+        why = "this CPU multiplies bf16 matrices in hardware (AMX)"
+    else:
+        why = "this CPU has no native bf16 matrix units" if cpu else "bf16 is picked on such CPUs only"
+    return f"{text} ({param}='auto': {why})"
+
+
+def autocast(precision: str | None):
+    """A context that runs a CPU forward pass in the resolved `precision`: bf16 autocast for 'bf16' (or 'auto' on an
+    AMX CPU), nothing otherwise. For inference passes outside `training.fit` (which autocasts through Accelerate)."""
+    from contextlib import nullcontext
+
+    import torch
+
+    if resolve_precision(precision, cpu=True) == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def environment() -> dict[str, object]:
     """Versions and hardware, stored in every results.json."""
     import sklearn

@@ -42,6 +42,7 @@ from workbench.methods.multilevel import (
 )
 from workbench.methods.probe import decision_logits, sklearn_probe
 from workbench.registry import build, register
+from workbench.runtime import autocast
 from workbench.saving import HubModule
 from workbench.training import History, TrainConfig, classification_metrics, fit, predict
 
@@ -347,9 +348,11 @@ def encode_states(
     batch_size: int = 64,
     progress: bool = False,
     desc: str = "encoding",
+    precision: str | None = None,
 ) -> TokenStatesCache:
     """One pass of a `finetune.EncoderClassifier` over `ids` (length-sorted batches, dynamic padding, eval mode):
-    every token's final state (float16) and the classifier's logits, in the caller's order."""
+    every token's final state (float16) and the classifier's logits, in the caller's order. `precision` 'bf16' (or
+    'auto' on an AMX CPU, `runtime.autocast`) runs the pass under bf16 autocast."""
     from workbench.methods.finetune import PadCollator
 
     start = time.perf_counter()
@@ -368,7 +371,8 @@ def encode_states(
         rows = order[begin : begin + batch_size]
         batch = collate([{"input_ids": torch.as_tensor(ids[i]), "labels": torch.tensor(0)} for i in rows])
         input_ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        out = model.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        with autocast(precision):
+            out = model.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
         weights = mask.unsqueeze(-1).to(out.dtype)
         pooled = (out * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         logits[rows] = model.head(pooled).float().cpu().numpy()
@@ -559,11 +563,12 @@ def fine_tuned_encoder_baseline(
     batch_size: int,
     progress: bool = False,
     keep: dict[str, object] | None = None,
+    precision: str | None = None,
 ) -> list[dict[str, object]]:
     """The fine-tuned BERT rows: a pretrained encoder fine-tuned end to end with a [CLS] head (AdamW lr 2e-5, up to
     3 epochs, early stopping on dev accuracy), one row per seed. Hub encoders need internet. `progress` shows bars
     over the seeds and each fine-tuning's epochs (minutes each on a CPU). A `keep` dict receives the first seed's
-    `model`, its `tokenizer` and the test `inputs` (ids, mask) it was scored on."""
+    `model`, its `tokenizer` and the test `inputs` (ids, mask) it was scored on. `precision`: `TrainConfig.precision`."""
     from workbench.encoders import load_encoder
     from workbench.runtime import set_seed
 
@@ -575,7 +580,10 @@ def fine_tuned_encoder_baseline(
     for seed in tqdm(seeds, desc="BERT fine-tuning (seeds)", disable=not progress):
         set_seed(seed)
         model = EncoderClassifier(load_encoder(encoder_name).model.train())
-        config = TrainConfig(epochs=3, lr=2e-5, batch_size=batch_size, seed=seed, monitor="accuracy", progress=progress)
+        config = TrainConfig(
+            epochs=3, lr=2e-5, batch_size=batch_size, seed=seed, monitor="accuracy", progress=progress,
+            precision=precision,
+        )  # fmt: skip
         run = train_text_model("BERT (fine-tuned)", model, train, dev, test, config, vocab_size=tokenizer.vocab_size)
         rows.append({"model": "BERT", "architecture": encoder_name, "seed": seed, **run.metrics, **run.cost})
         if keep is not None and not keep:

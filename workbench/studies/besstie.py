@@ -47,7 +47,7 @@ from workbench.parallel import how_run, parallel_map, resolve_workers
 from workbench.profiles import Param, ParameterError, Profiles
 from workbench.registry import build
 from workbench.results import StudyResult, Timings, describe_data
-from workbench.runtime import resolve_precision, set_seed, torch_threads
+from workbench.runtime import CPU_PRECISIONS, precision_note, set_seed, torch_threads
 from workbench.saving import MAX_TEST_ROWS, TrainedModel, model_name
 from workbench.training import (
     SCHEDULES,
@@ -66,7 +66,6 @@ MULTITASK_HEADS = ("crosstalk", "crosstalk+pcgrad")
 HEAD_VARIANTS = SINGLE_TASK_HEADS + MULTITASK_HEADS
 DOMAIN_SOURCES = ("Twitter", "Bicodemix")
 MONITORS = ("loss", "macro_f1", "accuracy", "weighted_f1")
-FT_PRECISIONS = ("auto", "no", "bf16")
 BASES = ("finetuned", "frozen")  # what the Linear head's sentiment rows stand on (see `base` in PROFILES)
 FINETUNE_SOURCES = ("Google", "Reddit")  # sentiment sources the fine-tuned Linear rows cover
 FINETUNED_HEAD = "linear"  # the head fine-tuned end to end with the encoder (MiniLM + mean pooling + linear)
@@ -140,7 +139,7 @@ PROFILES = Profiles(
             "auto",
             "fine-tuned Linear rows: 'no' (fp32), 'bf16' autocast, or 'auto': bf16 on a CPU that multiplies bf16 "
             "matrices in hardware (Intel AMX: about 1.3x faster here), else fp32",
-            choices=FT_PRECISIONS,
+            choices=CPU_PRECISIONS,
         ),
         "ft_threads": Param(
             None,
@@ -1134,20 +1133,6 @@ def _seed_list(seeds: Sequence[int]) -> str:
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
-def precision_note(precision: str) -> str:
-    """The arithmetic fine-tuning ran in on this machine, and why (`runtime.resolve_precision`)."""
-    cpu = not torch.cuda.is_available()
-    resolved = resolve_precision(precision, cpu)
-    text = "bf16 autocast" if resolved == "bf16" else "fp32"
-    if precision != "auto":
-        return f"{text} (ft_precision={precision!r})"
-    if resolved == "bf16":
-        why = "this CPU multiplies bf16 matrices in hardware (AMX)"
-    else:
-        why = "this CPU has no native bf16 matrix units" if cpu else "bf16 is picked on such CPUs only"
-    return f"{text} (ft_precision='auto': {why})"
-
-
 def finetune_notes(params: Mapping[str, object]) -> list[str]:
     """What the fine-tuned Linear rows of a `base='finetuned'` run are, from the parameters."""
     sources = list(params["finetune_sources"])
@@ -1162,7 +1147,7 @@ def finetune_notes(params: Mapping[str, object]) -> list[str]:
         f"{params['ft_warmup_ratio']:.0%} linear warm-up then {params['ft_schedule']} decay, weight decay "
         f"{params['ft_weight_decay']:g}, {params['ft_epochs']} epoch(s) of batch {params['ft_batch_size']} "
         f"(length-grouped batches, dynamic padding), {max_length} tokens, {weighted} cross-entropy, the epoch kept by "
-        f"the dev {params['ft_monitor']} (patience {params['ft_patience']}), {precision_note(params['ft_precision'])}; "
+        f"the dev {params['ft_monitor']} (patience {params['ft_patience']}), {precision_note(params['ft_precision'], 'ft_precision')}; "
         f"{per_source}. The paper fine-tunes BERT-Large (24 layers, 335M parameters) instead.",
         "Every other head, the Linear head's frozen rows (base='frozen'), sarcasm, CrossTalk, domain shift and the "
         f"timing table stand on the frozen encoder ({_seed_list(heads_at)}): fine-tuning a fresh encoder "

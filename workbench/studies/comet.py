@@ -64,7 +64,7 @@ from workbench.parallel import how_run, model_parts, parallel_map, rebuild_model
 from workbench.profiles import Param, Profiles
 from workbench.registry import names
 from workbench.results import StudyResult, Timings, describe_data, figures_meaningful
-from workbench.runtime import set_seed, torch_threads
+from workbench.runtime import CPU_PRECISIONS, precision_note, resolve_precision, set_seed, torch_threads
 from workbench.saving import TrainedModel
 from workbench.studies.tables import compare_arms, mean_std_text
 from workbench.training import SCHEDULES, TrainConfig
@@ -183,6 +183,12 @@ PROFILES = Profiles(
         "teacher_warmup_ratio": Param(
             0.1, "share of the teacher's optimisation steps spent warming up linearly (0 to 1)", minimum=0.0
         ),
+        "teacher_precision": Param(
+            "auto",
+            "the teacher's fine-tuning: 'no' (fp32), 'bf16' autocast, or 'auto': bf16 on a CPU that multiplies bf16 "
+            "matrices in hardware (Intel AMX), else fp32",
+            choices=CPU_PRECISIONS,
+        ),
         "teacher_freeze_embeddings": Param(
             False,
             "keep the teacher's word embeddings fixed while fine-tuning it (the old frozen setting: cheaper, weaker, "
@@ -226,6 +232,7 @@ PROFILES = Profiles(
         corpus_rows=16,
         teacher_epochs=1,
         teacher_lr=1e-3,
+        teacher_precision="no",
         stage2_epochs=1,
         stage2_lr=1e-3,
         student_seeds=[0, 1],
@@ -459,6 +466,7 @@ def train_configs(params: Mapping[str, object], progress: bool = False) -> dict[
             lr=float(params["teacher_lr"]),
             schedule=str(params["teacher_schedule"]),
             warmup_ratio=float(params["teacher_warmup_ratio"]),
+            precision=str(params["teacher_precision"]),
             progress=progress,
             **common,
         ),
@@ -500,6 +508,8 @@ def teacher_settings(params: Mapping[str, object]) -> dict[str, object]:
     """What a shared teacher must have been fine-tuned with to stand in for this run's (JSON values)."""
     values = {k: params[k] for k in TEACHER_SETTINGS}
     values["dry_run"] = bool(params.get("dry_run", False))  # a dry run's random teacher never serves a real run
+    # the arithmetic it was fine-tuned in, resolved on this machine ('auto' means bf16 on one CPU, fp32 on another)
+    values["teacher_precision"] = resolve_precision(str(params["teacher_precision"]), not torch.cuda.is_available())
     return json.loads(json.dumps(values))
 
 
@@ -517,6 +527,7 @@ def saved_teacher(directory: str | Path, params: Mapping[str, object]):
             "name an empty or new folder"
         )
     card = json.loads(card_path.read_text(encoding="utf-8"))
+    card["settings"].setdefault("teacher_precision", "no")  # teachers saved before the setting was fine-tuned in fp32
     wanted = teacher_settings(params)
     differ = {k: (card["settings"].get(k), v) for k, v in wanted.items() if card["settings"].get(k) != v}
     if differ:
@@ -1143,7 +1154,8 @@ def notes(params: Mapping[str, object]) -> list[str]:
     tuning = (
         f"Teacher fine-tuned on the pooled languages' train rows: lr {float(p['teacher_lr']):g}, "
         f"{p['teacher_schedule']} schedule after {float(p['teacher_warmup_ratio']):.0%} warm-up, length-grouped "
-        "batches with dynamic padding, early stopping on the pooled dev rows"
+        f"batches with dynamic padding, {precision_note(str(p['teacher_precision']), 'teacher_precision')}, early "
+        "stopping on the pooled dev rows"
     )
     if p["teacher_freeze_embeddings"]:
         out.append(

@@ -47,6 +47,7 @@ from workbench.methods.textmodels import (
 from workbench.paper_models import PAPER_ARCHITECTURES
 from workbench.profiles import Param, Profiles
 from workbench.results import StudyResult, Timings, describe_data
+from workbench.runtime import CPU_PRECISIONS, precision_note, resolve_precision
 from workbench.saving import TrainedModel, model_name
 from workbench.studies.tables import compare_arms, mean_std_text, summarise
 from workbench.training import TrainConfig
@@ -137,6 +138,12 @@ PROFILES = Profiles(
             5e-5, "peak learning rate of the encoder's fine-tuning (10% warm-up, linear decay)", minimum=0
         ),
         "encoder_batch_size": Param(16, "batch size of the encoder's fine-tuning", minimum=1),
+        "encoder_precision": Param(
+            "auto",
+            "the encoder's fine-tuning and its states pass: 'no' (fp32), 'bf16' autocast, or 'auto': bf16 on a CPU "
+            "that multiplies bf16 matrices in hardware (Intel AMX), else fp32",
+            choices=CPU_PRECISIONS,
+        ),
         "cache_states": Param(
             True, "pretrained base: keep the fine-tuned encoder's states on disk and reuse them when a run repeats"
         ),
@@ -162,6 +169,7 @@ PROFILES = Profiles(
         head_tokens=12,
         bert_train_size=20,  # the fixture IMDB has 60 train reviews: 15 dev, 20 for the encoder, the rest for the models
         encoder_lr=1e-3,
+        encoder_precision="no",
         cache_states=False,
         projection_size=300,
     ),
@@ -422,7 +430,7 @@ def _bert_rows(
             rows = fine_tuned_encoder_baseline(
                 params["bert_encoder"], texts["train"], labels["train"], texts["dev"], labels["dev"], texts["test"],
                 labels["test"], params["seeds"], params["bert_max_length"], params["batch_size"], progress=progress,
-                keep=keep,
+                keep=keep, precision=params["encoder_precision"],
             )  # fmt: skip
         for row in rows:
             row.update(bert_train_size=len(train), bert_max_length=params["bert_max_length"], test_size=len(test))
@@ -627,7 +635,10 @@ def _states_key(params: dict[str, object], data: MultiLevelData) -> str:
 
     knobs = ("bert_encoder", "fine_tune_bert", "encoder_epochs", "encoder_lr", "encoder_batch_size",
              "bert_max_length", "head_tokens")  # fmt: skip
-    digest = hashlib.sha1(json.dumps({k: params[k] for k in knobs} | {"seed": params["seeds"][0]}).encode())
+    precision = resolve_precision(params["encoder_precision"], cpu=not torch.cuda.is_available())
+    digest = hashlib.sha1(
+        json.dumps({k: params[k] for k in knobs} | {"seed": params["seeds"][0], "precision": precision}).encode()
+    )
     for name in ("encoder_train", *STATE_SPLITS):
         digest.update(np.asarray([len(x) for x in data.ids[name]], dtype=np.int64).tobytes())
         digest.update(np.concatenate([np.asarray(x, dtype=np.int64) for x in data.ids[name]]).tobytes())
@@ -690,6 +701,7 @@ def encoder_states(
         epochs=params["encoder_epochs"] if params["fine_tune_bert"] else 0, lr=params["encoder_lr"],
         batch_size=params["encoder_batch_size"], seed=seed, schedule="linear", warmup_ratio=0.1,
         patience=PATIENCE, monitor="accuracy", weighted_loss=False, progress=progress,
+        precision=params["encoder_precision"],
     )  # fmt: skip
     many = params["encoder_epochs"] > 1  # a dev set picks the epoch; one epoch needs none (the states pass scores it)
     with timings("encoder fine-tuning"):
@@ -702,7 +714,7 @@ def encoder_states(
         with timings(f"encoder states: {name}"):
             caches[name] = encode_states(
                 model, data.ids[name], params["bert_max_length"], tokenizer.pad_token_id or 0,
-                progress=progress, desc=f"encoding {name}",
+                progress=progress, desc=f"encoding {name}", precision=params["encoder_precision"],
             )  # fmt: skip
         seconds[name] = caches[name].seconds
     seconds["fine-tuning"] = float(sum(e["seconds"] for e in history.epochs))
@@ -1003,7 +1015,8 @@ def _scratch_notes(p: dict[str, object], test: str, hidden: int) -> list[str]:
     if p["fine_tune_bert"]:
         out.append(
             f"BERT row: {p['bert_encoder']} fine-tuned end to end ([CLS] head, AdamW lr 2e-5, batch {p['batch_size']}, "
-            f"up to 3 epochs, early stopping on dev accuracy), one row per seed ({len(p['seeds'])}); {bert_data}."
+            f"up to 3 epochs, early stopping on dev accuracy, {precision_note(p['encoder_precision'], 'encoder_precision')}), "
+            f"one row per seed ({len(p['seeds'])}); {bert_data}."
         )
     else:
         out.append(
@@ -1027,9 +1040,11 @@ def _pretrained_notes(p: dict[str, object], test: str, hidden: int) -> list[str]
         encoder = (
             f"Encoder: {p['bert_encoder']} fine-tuned end to end ONCE (seed {p['seeds'][0]}; mean pooling + linear "
             f"head, AdamW lr {p['encoder_lr']} with 10% warm-up and linear decay, batch {p['encoder_batch_size']}, "
-            f"{p['encoder_epochs']} epoch(s), length-grouped batches with dynamic padding) on "
+            f"{p['encoder_epochs']} epoch(s), length-grouped batches with dynamic padding, "
+            f"{precision_note(p['encoder_precision'], 'encoder_precision')}) on "
             f"{_count(p['bert_train_size'], 'all the')} training reviews of its own; then run once over the models' "
-            "train, dev and test reviews, whose final token states (float16) are cached and shared by every model. "
+            "train, dev and test reviews (in the same arithmetic), whose final token states (float16) are cached and "
+            "shared by every model. "
             "Its own head is the BERT row (one fine-tuning, so one row and no seed spread)."
         )
     else:
