@@ -165,6 +165,28 @@ def test_notebook_cost_table_markdown_and_rows_that_accumulate_across_runs():
     assert merge(stored, again, {**info, SPEED: 22.0}) == again  # a page measured before the probe: speed unknown
 
 
+def test_notebooks_bench_warns_before_replacing_another_machines_page(tmp_path, monkeypatch, capsys):
+    from workbench.bench import notebooks as bench
+    from workbench.bench.notebooks import SPEED, Measurement
+
+    here = {"cpu": "AMD EPYC", "cores": 2, "memory": "23.5 GiB", SPEED: 96.0}
+    out = tmp_path / "page.md"
+    old = Measurement("03_besstie", "quick", "cold", 1440.0, 9478.0, 7542.0, True)
+    xeon = {"cpu": "Intel Xeon", "cores": 2, "memory": "23.6 GiB", SPEED: 122.0}
+    out.with_suffix(".json").write_text(json.dumps({"machine": xeon, "rows": [old.__dict__]}))
+    _tiny_notebook(tmp_path / "notebooks")
+    monkeypatch.setattr(bench, "machine", lambda: here)
+    new = Measurement("00_tiny", "quick", "cold", 5.0, 300.0, 200.0, True)
+    monkeypatch.setattr(bench, "measure_notebook", lambda *args, **kwargs: [new])
+
+    assert bench.main(["--only", "00_tiny", "--notebooks-dir", str(tmp_path / "notebooks"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "holds 1 row(s) measured on another machine (Intel Xeon, 122.0 GFLOP/s" in err and "--out" in err
+    assert [r["notebook"] for r in json.loads(out.with_suffix(".json").read_text())["rows"]] == ["00_tiny"]
+    bench.main(["--only", "00_tiny", "--notebooks-dir", str(tmp_path / "notebooks"), "--out", str(out)])
+    assert "another machine" not in capsys.readouterr().err  # the page is this machine's now
+
+
 def test_the_speed_probe_reports_a_plausible_figure():
     from workbench.bench.notebooks import SPEED, machine, matmul_speed
 

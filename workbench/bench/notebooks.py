@@ -256,16 +256,21 @@ def markdown(rows: list[Measurement], info: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def same_machine(before: dict[str, object], info: dict[str, object]) -> bool:
+    """Whether two machine descriptions name one machine: CPU, cores and memory agree and the speed probes are within
+    `SAME_SPEED` of each other (machines of one CPU name differ by up to 2x), or neither run has a probe."""
+    if any(before.get(k) != info.get(k) for k in ("cpu", "cores", "memory")):
+        return False
+    speeds = [m.get(SPEED) for m in (before, info)]
+    if None in speeds:
+        return speeds.count(None) == 2
+    return abs(speeds[0] - speeds[1]) <= SAME_SPEED * max(speeds)
+
+
 def merge(previous: dict | None, rows: list[Measurement], info: dict[str, object]) -> list[Measurement]:
     """The measurements after this run: `rows` replace the stored rows of the same (notebook, profile); the other
-    stored rows are kept unless they were measured on a different machine: CPU, cores or memory differ, or the speed
-    probes differ by more than `SAME_SPEED` (machines of one CPU name differ by up to 2x), or only one run has a probe.
-    """
-    before = (previous or {}).get("machine", {})
-    if not previous or any(before.get(k) != info.get(k) for k in ("cpu", "cores", "memory")):
-        return list(rows)
-    speeds = [m.get(SPEED) for m in (before, info)]
-    if speeds.count(None) == 1 or (None not in speeds and abs(speeds[0] - speeds[1]) > SAME_SPEED * max(speeds)):
+    stored rows are kept unless they were measured on a different machine (`same_machine`)."""
+    if not previous or not same_machine(previous.get("machine", {}), info):
         return list(rows)
     measured = {(r.notebook, r.profile) for r in rows}
     known = {f.name for f in fields(Measurement)}
@@ -301,6 +306,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+    if previous and previous.get("rows") and not same_machine(previous.get("machine", {}), info):
+        was = previous.get("machine", {})
+        say(
+            f"warning: {store} holds {len(previous['rows'])} row(s) measured on another machine ({was.get('cpu')}, "
+            f"{was.get(SPEED, 'no')} GFLOP/s probe; this one: {info.get('cpu')}, {info.get(SPEED)}): this run's "
+            "rows replace them. Pass another --out to keep both pages."
+        )
 
     rows: list[Measurement] = []
     table: list[Measurement] = []
