@@ -663,3 +663,17 @@ def test_the_encoder_works_on_the_run_s_thread_budget_and_the_heads_on_torch_thr
     assert note == (
         f"Torch threads (2 available to the run): fine-tuning {expected}, frozen token states {expected}, heads 1."
     )
+
+
+def test_fine_tuned_rows_train_on_every_row_unless_a_dev_share_is_held_out(fixture_data):
+    """ft_dev_fraction=0 (the default): the fine-tuned Linear rows train on all training rows and keep the schedule's
+    final epoch (no dev score); a share > 0 holds that many rows out and keeps the best epoch on them. The notes say
+    which ran."""
+    data = load_seed(_tuned_params(), seed=0)
+    rows = len(data.single_train["Sentiment", "Google", "en-AU"])
+    every = run_finetuned(data, _tuned_params(ft_epochs=2, ft_dev_fraction=0.0), ["Google"], progress=False)[0]
+    held = run_finetuned(data, _tuned_params(ft_epochs=2, ft_dev_fraction=0.25), ["Google"], progress=False)[0]
+    assert every["train_rows"] == rows and every["best_epoch"] == 1 and np.isnan(every["dev_macro_f1"])
+    assert held["train_rows"] == rows - round(0.25 * rows) and 0 <= held["dev_macro_f1"] <= 1
+    assert "the schedule's final epoch kept" in " ".join(notes(_tuned_params(base="finetuned")))
+    assert "of a seeded 25% dev split" in " ".join(notes(_tuned_params(base="finetuned", ft_dev_fraction=0.25)))

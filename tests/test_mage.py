@@ -942,6 +942,8 @@ def test_lbfgs_no_augmentation_baseline_on_the_full_rank_svd_is_tfidf_lr(fixture
         assert none[column].tolist() == [tfidf[column].iloc[0]] * 2
     learned = test[(test["config"] == "mage") & (test["attention"] == "learned")]
     assert len(learned) == 2 and learned["best_epoch"].ge(0).all()
+    # the Adam-trained arm records the dev accuracy of the epoch it kept; the L-BFGS refit has no dev pass
+    assert learned["dev_accuracy"].between(0, 1).all() and none["dev_accuracy"].isna().all()
     lbfgs = " ".join(study.notes(params))
     assert "optimizer='lbfgs'" in lbfgs and "C=1 in the vectors before the global scaling" in lbfgs
     assert "L-BFGS" not in " ".join(study.notes({**params, "optimizer": "adam"}))

@@ -122,11 +122,21 @@ PROFILES = Profiles(
             kind="dict",
         ),
         "ft_lr": Param(5e-5, "fine-tuned Linear rows: peak learning rate (AdamW)", minimum=0),
-        "ft_epochs": Param(2, "fine-tuned Linear rows: epochs (the best by dev ft_monitor is kept)", minimum=1),
+        "ft_epochs": Param(
+            2,
+            "fine-tuned Linear rows: epochs (the last is kept; with ft_dev_fraction > 0 the best by dev ft_monitor)",
+            minimum=1,
+        ),
         "ft_batch_size": Param(16, "fine-tuned Linear rows: batch size (length-grouped, dynamic padding)", minimum=1),
         "ft_schedule": Param("linear", "fine-tuned Linear rows: learning-rate decay after warm-up", choices=SCHEDULES),
         "ft_warmup_ratio": Param(0.1, "fine-tuned Linear rows: share of the steps warming up from 0", minimum=0),
         "ft_weight_decay": Param(0.01, "fine-tuned Linear rows: AdamW weight decay", minimum=0),
+        "ft_dev_fraction": Param(
+            0.0,
+            "fine-tuned Linear rows: share of the training rows held out to pick the epoch kept by ft_monitor (0: "
+            "train on every row and keep the schedule's final epoch)",
+            minimum=0,
+        ),
         "ft_patience": Param(2, "fine-tuned Linear rows: epochs without dev improvement before stopping", minimum=1),
         "ft_monitor": Param(
             "macro_f1", "fine-tuned Linear rows: the dev metric that picks the epoch kept", choices=MONITORS
@@ -762,7 +772,8 @@ def run_finetuned(
 ) -> list[dict[str, object]]:
     """The fine-tuned Linear rows of the sentiment cross-variety matrices of `sources`: for each training variety, the
     encoder fine-tuned end to end with mean pooling and a linear layer (`methods.finetune.finetune_classifier`, the
-    `ft_*` recipe, the epoch kept chosen on a seeded dev split of the training rows), then tested on every one of
+    `ft_*` recipe: every training row and the schedule's final epoch, or with `ft_dev_fraction` > 0 the epoch chosen
+    on a seeded dev split of that share of the training rows), then tested on every one of
     `varieties`. One row per cell, `base='finetuned'`; `train_seconds` is the fine-tuning wall time of its row's
     model. With a `saved` dict, each fine-tuned model is added to it (`finetuned_model_to_save`). Fine-tuning runs on
     `threads` torch threads (None: `ft_threads`, or every core)."""
@@ -772,14 +783,16 @@ def run_finetuned(
     rows = []
     with torch_threads(threads or params["ft_threads"] or os.cpu_count()):
         for source, train_var in _progress(jobs, f"fine-tuning (seed {seed})", progress):
-            train, dev = dev_split(data.single_train["Sentiment", source, train_var], params["dev_fraction"], seed)
+            train, dev = data.single_train["Sentiment", source, train_var], None
+            if params["ft_dev_fraction"]:
+                train, dev = dev_split(train, params["ft_dev_fraction"], seed)
             start = time.perf_counter()
             model, tokenizer, history = finetune_classifier(
                 params["encoder"],
                 train["text"].tolist(),
                 train["label"].tolist(),
-                dev["text"].tolist(),
-                dev["label"].tolist(),
+                None if dev is None else dev["text"].tolist(),
+                None if dev is None else dev["label"].tolist(),
                 2,
                 finetune_config(params, seed),
                 max_length,
@@ -1140,14 +1153,21 @@ def finetune_notes(params: Mapping[str, object]) -> list[str]:
     max_length = params["ft_max_length"] or params["max_length"]
     weighted = "class-weighted" if params["weighted_loss"] else "unweighted"
     heads_at = head_seeds(params)
+    share = float(params["ft_dev_fraction"])
+    kept = (
+        f"the epoch kept by the {params['ft_monitor']} of a seeded {share:.0%} dev split of the training rows (patience "
+        f"{params['ft_patience']})"
+        if share
+        else "trained on every training row, the schedule's final epoch kept (ft_dev_fraction=0: no held-out dev rows)"
+    )
     out = [
         f"Linear head on {' and '.join(sources)} sentiment (rows base='finetuned', arm 'linear · finetuned'): encoder "
         f"{params['encoder']} fine-tuned end to end with mean pooling over the real tokens and a linear layer "
         f"(dropout {params['ft_dropout']:g}), a fresh copy per training variety and seed: AdamW lr {params['ft_lr']:g}, "
         f"{params['ft_warmup_ratio']:.0%} linear warm-up then {params['ft_schedule']} decay, weight decay "
         f"{params['ft_weight_decay']:g}, {params['ft_epochs']} epoch(s) of batch {params['ft_batch_size']} "
-        f"(length-grouped batches, dynamic padding), {max_length} tokens, {weighted} cross-entropy, the epoch kept by "
-        f"the dev {params['ft_monitor']} (patience {params['ft_patience']}), {precision_note(params['ft_precision'], 'ft_precision')}; "
+        f"(length-grouped batches, dynamic padding), {max_length} tokens, {weighted} cross-entropy, {kept}, "
+        f"{precision_note(params['ft_precision'], 'ft_precision')}; "
         f"{per_source}. The paper fine-tunes BERT-Large (24 layers, 335M parameters) instead.",
         "Every other head, the Linear head's frozen rows (base='frozen'), sarcasm, CrossTalk, domain shift and the "
         f"timing table stand on the frozen encoder ({_seed_list(heads_at)}): fine-tuning a fresh encoder "
