@@ -1049,8 +1049,8 @@ def notes(params: Mapping[str, object]) -> list[str]:
         f"CrossTalk spaces ({params['cross_talk_layers']} exchange(s)), dropout {params['dropout']:g}."
     )
     out.append(
-        "Cross-variety cells are tested on BESSTIE's official validation rows; the epoch kept is chosen on a seeded "
-        f"dev split ({params['dev_fraction']:.0%}) of each training set, never on the test rows."
+        "Cross-variety cells are tested on BESSTIE's official validation rows; the heads' epoch kept is chosen on a "
+        f"seeded dev split ({params['dev_fraction']:.0%}) of each training set, never on the test rows."
     )
     train_varieties = training_varieties(params)
     if train_varieties != list(params["varieties"]):

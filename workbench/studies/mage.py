@@ -698,8 +698,8 @@ def train_and_score(
         "train_copies": len(train[0]) // max(len(data["train"]), 1),
         "views": train[0].shape[1] if attention else 1,
         "best_epoch": history.best_epoch,
-        # the kept epoch's dev accuracy (Adam arms; an L-BFGS refit has no dev pass)
-        "dev_accuracy": history.epochs[history.best_epoch].get("dev_accuracy", np.nan) if history.epochs else np.nan,
+        # the kept epoch's dev accuracy; NaN after an L-BFGS refit (the refitted model had no dev pass)
+        "dev_accuracy": np.nan if refit else history.epochs[history.best_epoch].get("dev_accuracy", np.nan),
         "fit_seconds": time.perf_counter() - start,
     }
     return row, model, test_views
