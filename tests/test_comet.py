@@ -15,6 +15,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from workbench.encoders import added_symbols
 from workbench.methods.comet import (
     DistillConfig,
     StudentSpec,
@@ -807,3 +808,28 @@ def test_dry_run_task_agnostic_stage_1_reads_an_xlmr_masked_lm_head(afrisenti_ro
     assert rows.loc["hybrid", "stage1_signal"] == "mlm-logits" and rows.loc["hybrid", "stage1"] == "task-agnostic"
     assert rows.loc["stage1=task-specific", "stage1_signal"] == "sentiment-logits"
     assert rows.loc["hybrid", "stage1_mlm_kd"] > 0
+
+
+def test_symbol_tokens_reach_the_teacher_the_task_agnostic_teacher_and_the_students(tmp_path, monkeypatch):
+    _write_afrisenti(tmp_path)
+    for split in ("train", "dev", "test"):  # an emoji per tweet, by label, like real tweets
+        path = tmp_path / "afrisenti" / "aaa" / f"{split}.tsv"
+        header, *lines = path.read_text().splitlines()
+        emoji = {"negative": "😡", "neutral": "🤔", "positive": "😂"}
+        lines = [f"{text}{emoji[label]}\t{label}" for text, label in (line.split("\t") for line in lines)]
+        path.write_text("\n".join([header, *lines]) + "\n")
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
+    params = study.PROFILES.resolve("smoke", languages=["aaa"], sweeps=["stage1"], symbol_tokens=1, bench_rounds=1)
+    result = study.run(params, progress=False)
+    symbols = added_symbols(result.tokenizer)
+    corpus = "".join(study.load(params).corpus["text"])
+    assert sorted(symbols) == sorted("😡🤔😂") and all(symbol in corpus for symbol in symbols)
+    vocabulary = len(result.tokenizer)
+    assert result.teacher_model.config.vocab_size == vocabulary
+    assert result.teacher_model.get_input_embeddings().weight.shape[0] == vocabulary
+    students = [model for name, model in result.trained_models.items() if name.startswith("student-")]
+    assert students and all(s.model.config.vocab_size == vocabulary for s in students)
+    note = next(line for line in result.notes if line.startswith("Symbol tokens:"))
+    assert f"{len(symbols)} emoji / symbols" in note and "at least 1 times" in note
+    plain = study.run(study.PROFILES.resolve("smoke", languages=["aaa"], sweeps=[], bench_rounds=1), progress=False)
+    assert added_symbols(plain.tokenizer) == [] and not any(line.startswith("Symbol tokens:") for line in plain.notes)

@@ -119,3 +119,23 @@ def test_checkpoints_are_written_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"], "no partial folder left behind"
     load_checkpoint(other, target)
     assert torch.equal(other.weight, model.weight), "the previous checkpoint survives a failed save"
+
+
+def test_symbols_read_as_unknown_get_tokens_started_from_their_unicode_names(tmp_path):
+    tokenizer, model = encoders._tiny("eager", seed=0)
+    texts = ["great 😂😂 day", "so sad😭", "😭 ok", "once ❤", "plain words"]
+    symbols = encoders.unknown_symbols(tokenizer, texts, min_count=2)
+    assert symbols == ["😂", "😭"]  # ❤ occurs once; words and known characters are not symbols
+    assert tokenizer.tokenize("so sad😭") == ["so", "[UNK]"]  # the word with the emoji attached is lost whole
+    before = model.get_input_embeddings().weight.detach().clone()
+    assert encoders.add_symbol_tokens(tokenizer, model, symbols) == 2
+    assert tokenizer.tokenize("so sad😭") == ["so", "sad", "😭"]  # split off the word it was attached to
+    weight = model.get_input_embeddings().weight
+    assert weight.shape[0] == len(tokenizer) == model.config.vocab_size == before.shape[0] + 2
+    assert torch.equal(weight[: before.shape[0]], before)  # the pretrained rows are untouched
+    name = tokenizer("loudly crying face", add_special_tokens=False)["input_ids"]
+    assert torch.allclose(weight[tokenizer.convert_tokens_to_ids("😭")], before[name].mean(0))
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = type(tokenizer).from_pretrained(tmp_path)
+    assert encoders.added_symbols(reloaded) == symbols
+    assert encoders.fit_symbol_embeddings(model, reloaded) == []  # nothing new to fit
