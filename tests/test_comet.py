@@ -282,7 +282,7 @@ def test_teacher_vs_tfidf_bar_is_judged_from_the_rows():
     params = study.PROFILES.resolve("quick")
     missed = study.tfidf_bar_verdict(bar, params)
     assert "aa 0.700 vs 0.650, bb 0.500 vs 0.550" in missed and "NOT met on bb (by 0.050" in missed
-    assert "afro-xlmr" in missed and "600 per language" in missed
+    assert "afro-xlmr" in missed and "600 per language" in missed and "What might close it" in missed
     met = study.tfidf_bar_verdict(bar.loc[["aa"]], params)
     assert "Bar met" in met and "NOT" not in met
     assert study.teacher_vs_tfidf(rows[rows.model != "tfidf"]).empty
