@@ -405,6 +405,11 @@ def add_symbol_tokens(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel
     return added
 
 
+def symbol_name(symbol: str) -> str:
+    """The lower-cased Unicode name of a one-character symbol (😂 -> "face with tears of joy"), else the text itself."""
+    return unicodedata.name(symbol, "symbol").lower() if len(symbol) == 1 else symbol
+
+
 def added_symbols(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """The symbol tokens `add_symbol_tokens` gave `tokenizer` (also after a save and load), in the order added."""
     added = sorted(tokenizer.get_added_vocab().items(), key=lambda item: item[1])
@@ -420,7 +425,7 @@ def fit_symbol_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     vocabulary = tokenizer.convert_ids_to_tokens(list(range(old, len(tokenizer))))
     if not vocabulary:
         return []
-    names = [unicodedata.name(token, "symbol").lower() if len(token) == 1 else token for token in vocabulary]
+    names = [symbol_name(token) for token in vocabulary]
     ids = [tokenizer(name, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id] for name in names]
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     weight = model.get_input_embeddings().weight

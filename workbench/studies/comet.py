@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-import unicodedata
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ from workbench.encoders import (
     added_symbols,
     encoder_name_problem,
     fit_symbol_embeddings,
+    symbol_name,
     unknown_symbols,
 )
 from workbench.methods.comet import (
@@ -1115,7 +1115,7 @@ def stage1_note(params: Mapping[str, object]) -> str:
 def symbols_note(tokenizer, params: Mapping[str, object], shown: int = 8) -> str:
     """What the `symbol_tokens` option did in this run: how many symbols got a token, and the most frequent ones."""
     symbols = added_symbols(tokenizer)
-    named = ", ".join(f"{ch} ({unicodedata.name(ch, 'symbol').lower()})" for ch in symbols[:shown])
+    named = ", ".join(f"{ch} ({symbol_name(ch)})" for ch in symbols[:shown])
     return (
         f"Symbol tokens: {len(symbols)} emoji / symbols that the tokenizer of {params['teacher']!r} read as [UNK] and "
         f"that occur at least {params['symbol_tokens']} times in the distillation corpus have a token each (the teacher's "
