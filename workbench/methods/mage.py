@@ -426,12 +426,18 @@ class MageClassifier(nn.Module, HubModule):
             return head_outputs.sum(dim=1), weights
         return head_outputs.sum(dim=1) / self.heads, weights
 
-    def forward(self, views: torch.Tensor) -> torch.Tensor:
+    def features(self, views: torch.Tensor) -> torch.Tensor:
+        """What the output layer reads (before the LSTM's dropout): the pooled sentence vector (logreg) or the LSTM's
+        hidden state after its one step (lstm)."""
         pooled, _ = self.pool(views)
         if self.classifier == "lstm":
             _, (hidden, _) = self.lstm(pooled.unsqueeze(1))
-            return self.output(self.dropout(hidden[-1]))
-        return self.output(pooled)
+            return hidden[-1]
+        return pooled
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        features = self.features(views)
+        return self.output(self.dropout(features) if self.classifier == "lstm" else features)
 
     @torch.no_grad()
     def attention_weights(self, views: torch.Tensor) -> torch.Tensor:
@@ -466,18 +472,18 @@ def fit_full_batch(
     num_classes: int = 3,
     max_iter: int = 500,
 ) -> History:
-    """Refit the output layer of a `logreg` MageClassifier on all (views, labels) at once with L-BFGS to convergence:
+    """Refit the output layer of a MageClassifier on all (views, labels) at once with L-BFGS to convergence:
     class-balanced cross-entropy (mean over rows, scikit-learn's `balanced` weights) + `l2`/2 times the squared norm
-    of the output weights (bias free), on the sentence vectors the model pools from the views (its attention, if
-    any, stays as trained). The problem is convex: without attention this is scikit-learn's
-    `LogisticRegression(C, class_weight='balanced')` with `l2 = 1 / (C * rows)` and reaches the same optimum, so the
-    no-augmentation baseline on a full-rank TF-IDF SVD predicts exactly as TF-IDF + logistic regression does. No dev
-    set, no early stopping: the penalty regularises. Fitted in float64, stored in float32; eval mode."""
-    if model.classifier != "logreg":
-        raise ValueError("full-batch L-BFGS refits the logreg classifier's output layer (the LSTM trains with Adam)")
+    of the output weights (bias free), on the features the output layer reads (`MageClassifier.features`: the pooled
+    sentence vectors, or the LSTM's hidden states; the attention and the LSTM, if any, stay as trained). The problem
+    is convex: for a logreg without attention this is scikit-learn's `LogisticRegression(C, class_weight='balanced')`
+    with `l2 = 1 / (C * rows)` and reaches the same optimum, so the no-augmentation baseline on a full-rank TF-IDF SVD
+    predicts exactly as TF-IDF + logistic regression does; for the LSTM it is that logistic regression on the hidden
+    states Adam trained (in place of the early-stopped output layer). No dev set, no early stopping: the penalty
+    regularises. Fitted in float64, stored in float32; eval mode."""
     model.eval()
     with torch.no_grad():
-        pooled = model.pool(torch.as_tensor(np.asarray(train[0]), dtype=torch.float32))[0].double()
+        features = model.features(torch.as_tensor(np.asarray(train[0]), dtype=torch.float32)).double()
     y = torch.as_tensor(np.asarray(train[1]), dtype=torch.long)
     weight = class_weights(train[1], num_classes).double()
     output = model.output.double()
@@ -489,7 +495,7 @@ def fit_full_batch(
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
-        loss = nn.functional.cross_entropy(output(pooled), y, weight=weight) + 0.5 * l2 * (output.weight**2).sum()
+        loss = nn.functional.cross_entropy(output(features), y, weight=weight) + 0.5 * l2 * (output.weight**2).sum()
         loss.backward()
         losses.append(float(loss.detach()))
         return loss
