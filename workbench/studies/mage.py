@@ -11,8 +11,8 @@ with attention), a sweep of the number of heads and a sweep of the linear-noise 
 class-weighted cross-entropy and early stopping on dev weighted-F1 (the AfriSenti ranking metric); with
 `optimizer='lbfgs'` (quick) each classifier's output layer is then refitted to convergence with logistic regression's
 penalty (`methods.mage.fit_full_batch`), so that the no-augmentation logreg is LR on the base and the LSTM's output
-layer LR on its hidden states. Baselines: no
-augmentation (same classifiers) and TF-IDF + logistic regression on the text.
+layer LR on its hidden states. Baselines: no augmentation (same classifiers) and TF-IDF + logistic regression on the
+text.
 """
 
 from __future__ import annotations
