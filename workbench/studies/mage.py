@@ -247,7 +247,8 @@ PROFILES = Profiles(
     # quick: lbfgs also refits the LSTM's output layer (LR on its hidden states, C=logreg_c): the no-augmentation LSTM's
     # dev accuracy .593 -> .606 (5 seeds; the kept epoch's before, the refitted model's after); C 0.01 / 0.1 / 1 / 10
     # within .002 of each other (3 seeds), so C is the logreg's; weight decay 1 on top: +.0009 [-.0014, +.0031] (10
-    # paired seeds), not adopted
+    # paired seeds), not adopted; with the refit, paired dev over seeds 0-4: 20 epochs / patience 5 +.0048
+    # [-.0011, +.0107], dropout 0.3 +.0011, 0.7 -.0000, hidden 128 -.0084: none beyond its interval, none adopted
     quick=dict(base="best_dev", svd_components=None, scaling="global", optimizer="lbfgs", lstm_hidden=256, dropout=0.5),
     paper=dict(
         encoder=PAPER_ENCODER,
