@@ -1080,9 +1080,9 @@ def notes(params: Mapping[str, object]) -> list[str]:
         f"{params['monitor']} (patience {params['patience']})."
     )
     if params.get("optimizer") == "lbfgs":
-        unit = "vectors before the global scaling" if params["scaling"] == "global" else "standardised vectors"
         refits = []
         if "logreg" in params["classifiers"]:
+            unit = "vectors before the global scaling" if params["scaling"] == "global" else "standardised vectors"
             refits.append(
                 f"the logreg classifier's output layer is refitted on all training rows by L-BFGS to convergence (at "
                 f"most {params['lbfgs_iterations']} evaluations) with logistic regression's L2 penalty, "
@@ -1376,7 +1376,7 @@ def base_bar(rows: pd.DataFrame) -> pd.DataFrame:
 def margin_interval(accuracies: pd.Series, tfidf: float | None) -> tuple[float, float]:
     """95% t-interval (points) of the baseline's accuracy minus TF-IDF + LR's over the seeds; NaN with no TF-IDF
     row or fewer than 2 seeds."""
-    if tfidf is None or pd.isna(tfidf) or len(accuracies) < 2:
+    if pd.isna(tfidf) or len(accuracies) < 2:
         return np.nan, np.nan
     return t_interval(100 * (accuracies.to_numpy(float) - tfidf))
 
@@ -1424,7 +1424,7 @@ def bar_verdict(rows: pd.DataFrame, params: Mapping[str, object]) -> str:
     if (below["base"] != "svd").any():
         remedies.append("the full-rank TF-IDF SVD base (base='svd', svd_components=None)")
     if params.get("optimizer") == "lbfgs":  # every output layer refitted: C sets how far the fit follows the rows
-        remedies.append("logreg_c chosen on dev (the base's scale changes what C=1 means)")
+        remedies.append("logreg_c chosen on dev (C sets how closely each refitted output layer follows the rows)")
     # "might": a longer schedule did not lift every language's LSTM to the bar on kin / swa / tso (issue 14)
     return f"{head} Bar NOT met on {misses}. What might close it: {'; or '.join(remedies)}."
 
