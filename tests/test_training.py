@@ -396,6 +396,7 @@ def test_bench_train_prints_one_json_object_with_both_throughputs(monkeypatch, t
     assert captured.err.startswith("NOTE: figures not meaningful") and result["meaningful"] is False
     assert result["ours_seq_per_s"] > 0 and result["trainer_seq_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["ours_seq_per_s"] / result["trainer_seq_per_s"])
+    assert result["ratio_low"] is None and result["reading"] == "one round: no interval"  # one round: no interval
     assert result["timed_rows"] == 16 and result["data"].startswith("synthetic")
 
 
@@ -424,3 +425,19 @@ def test_auto_precision_autocasts_in_bf16_only_where_the_cpu_has_native_bf16(mon
         with accelerator.autocast():
             out = torch.ones(2, 2) @ torch.ones(2, 2)
         assert out.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_bench_train_ratio_interval_is_the_t_interval_of_the_log_ratios_and_reads_parity_when_it_spans_one():
+    from scipy import stats
+
+    from workbench.bench.train import ratio_interval, ratio_reading
+
+    ratios = [0.92, 1.02, 0.96, 1.01, 0.99]
+    logs = np.log(ratios)
+    half = stats.t.ppf(0.975, len(ratios) - 1) * logs.std(ddof=1) / np.sqrt(len(ratios))
+    low, high = ratio_interval(ratios)
+    assert (low, high) == pytest.approx((np.exp(logs.mean() - half), np.exp(logs.mean() + half)))
+    assert ratio_reading(low, high) == "parity"
+    assert ratio_reading(*ratio_interval([1.10, 1.12, 1.11])) == "ours faster"
+    assert ratio_reading(*ratio_interval([0.90, 0.91, 0.92])) == "Trainer faster"
+    assert ratio_reading(*ratio_interval([1.05])) == "one round: no interval"

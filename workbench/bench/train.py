@@ -14,7 +14,11 @@ gradient clipping at 1.0, no mixed precision, unweighted cross-entropy. The Trai
 evaluation, saving, logging or reporting, no progress bar, no dataloader workers, its default optimizer
 (`adamw_torch_fused`; `--trainer-optim` picks another). Each loop runs `warmup + steps` optimisation steps; the
 clock covers the last `steps` (from the end of the warm-up steps to the end of the last step, data loading
-included). Rounds alternate which loop goes first; the medians are reported, and `ratio` = ours / Trainer.
+included). Rounds alternate which loop goes first; the medians are reported, and `ratio` = ours / Trainer. Each
+round pairs one run of each loop, so `ratio_low` / `ratio_high` give the 95% t-interval of the geometric mean of
+the per-round ratios, and `reading` says `ours faster`, `Trainer faster`, or `parity` when the interval spans 1:
+at equal kernel work the two loops differ by their per-step overhead, a few milliseconds in a step of about half a
+second on 2 CPU cores, so a ratio a few per cent either side of 1 is the machine's run-to-run noise.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -31,6 +36,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from workbench.claims import t_interval
 from workbench.methods.finetune import (
     LengthGroupedBatchSampler,
     PadCollator,
@@ -184,13 +190,28 @@ def run_trainer(model, items, sampler, collate, settings: dict, device: torch.de
     return clock.throughput(counting.sizes, settings["warmup"], settings["steps"])
 
 
+def ratio_interval(round_ratios: Sequence[float]) -> tuple[float, float]:
+    """95% t-interval of the geometric mean of paired per-round ratios (NaN, NaN with fewer than 2 rounds)."""
+    if len(round_ratios) < 2:
+        return math.nan, math.nan
+    low, high = t_interval(np.log(np.asarray(round_ratios, float)))
+    return math.exp(low), math.exp(high)
+
+
+def ratio_reading(low: float, high: float) -> str:
+    """`ours faster` / `Trainer faster` when the interval excludes 1, else `parity` (or `one round: no interval`)."""
+    if math.isnan(low):
+        return "one round: no interval"
+    return "ours faster" if low > 1 else "Trainer faster" if high < 1 else "parity"
+
+
 def measure(
     steps: int = 20,
     warmup: int = 3,
     batch_size: int = 16,
     max_length: int = 128,
     texts: int = 256,
-    rounds: int = 3,
+    rounds: int = 5,
     encoder: str = "minilm",
     batches: str = "length",
     trainer_optim: str = "adamw_torch_fused",
@@ -227,6 +248,8 @@ def measure(
             if progress:
                 progress(f"round {r + 1}/{rounds} {name}: {results[name][-1]['seq_per_s']:.2f} seq/s")
             del model
+    round_ratios = [o["seq_per_s"] / t["seq_per_s"] for o, t in zip(results["ours"], results["trainer"])]
+    low, high = ratio_interval(round_ratios)
     ours = statistics.median(x["seq_per_s"] for x in results["ours"])
     trainer = statistics.median(x["seq_per_s"] for x in results["trainer"])
     params = [p for p in base.parameters() if p.requires_grad]
@@ -237,7 +260,10 @@ def measure(
         "ours_seq_per_s": ours,
         "trainer_seq_per_s": trainer,
         "ratio": ours / trainer,
-        "round_ratios": [o["seq_per_s"] / t["seq_per_s"] for o, t in zip(results["ours"], results["trainer"])],
+        "ratio_low": None if math.isnan(low) else low,  # JSON has no NaN
+        "ratio_high": None if math.isnan(high) else high,
+        "reading": ratio_reading(low, high),
+        "round_ratios": round_ratios,
         "ours_rounds_seq_per_s": [x["seq_per_s"] for x in results["ours"]],
         "trainer_rounds_seq_per_s": [x["seq_per_s"] for x in results["trainer"]],
         "steps": steps,
@@ -270,7 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128, help="truncation length in tokens (default 128)")
     parser.add_argument("--texts", type=int, default=256, help="training texts (default 256)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each loop, alternating order (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="paired runs of each loop, alternating order (default 5; the interval needs 2)",
+    )
     parser.add_argument("--encoder", default="minilm", help="encoder name (default: the offline default, minilm)")
     parser.add_argument("--batches", choices=("length", "random"), default="length", help="batch sampler for both")
     parser.add_argument("--trainer-optim", default="adamw_torch_fused", help="the Trainer's `optim` (its default)")
@@ -315,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ratio ours / Trainer: {result['ratio']:.3f}  (per round: {', '.join(f'{r:.3f}' for r in result['round_ratios'])})"
     )
+    if result["ratio_low"] is not None:
+        interval = f"[{result['ratio_low']:.3f}, {result['ratio_high']:.3f}]"
+        print(f"95% interval of the ratio over the paired rounds: {interval}: {result['reading']}")
     return 0
 
 

@@ -259,6 +259,10 @@ PROFILES = Profiles(
     # quick: symbol_tokens 2 (about 210 emoji tokens) by the teacher's pooled dev macro-F1, higher at each of 3 seeds
     # (+0.015, +0.008, +0.008 over no symbol tokens); its test macro-F1 over the 5 languages moved by +0.028, -0.017,
     # -0.015 (inconclusive)
+    # quick: one teacher for the pooled languages, not one per language: per language (each on its own 600 train
+    # rows, early stopping on its own dev rows, the same 4 epochs: 5 x 76 steps against 375) the test macro-F1
+    # fell from 0.483 to 0.450 (hau .427, ibo .598, kin .418, pcm .426, yor .382; seed 0; their dev macro-F1: .637,
+    # .567, .473, .423, .499)
     quick=dict(sweeps=QUICK_SWEEPS, symbol_tokens=2),
     paper=dict(
         torch_threads=None,

@@ -249,6 +249,8 @@ PROFILES = Profiles(
     # within .002 of each other (3 seeds), so C is the logreg's; weight decay 1 on top: +.0009 [-.0014, +.0031] (10
     # paired seeds), not adopted; with the refit, paired dev over seeds 0-4: 20 epochs / patience 5 +.0048
     # [-.0011, +.0107], dropout 0.3 +.0011, 0.7 -.0000, hidden 128 -.0084: none beyond its interval, none adopted
+    # quick: a skip of the pooled vector into the refitted output layer (LR on [hidden; pooled]): dev -.0043
+    # [-.0131, +.0045] (seeds 0-4, paired), not adopted
     quick=dict(base="best_dev", svd_components=None, scaling="global", optimizer="lbfgs", lstm_hidden=256, dropout=0.5),
     paper=dict(
         encoder=PAPER_ENCODER,
