@@ -284,8 +284,19 @@ def test_teacher_vs_tfidf_bar_is_judged_from_the_rows():
     assert "aa 0.700 vs 0.650, bb 0.500 vs 0.550" in missed and "NOT met on bb (by 0.050" in missed
     assert "afro-xlmr" in missed and "600 per language" in missed and "What might close it" in missed
     met = study.tfidf_bar_verdict(bar.loc[["aa"]], params)
-    assert "Bar met" in met and "NOT" not in met
+    assert "Bar met" in met and "NOT" not in met and "Blended" not in met  # no blend rows: no blend sentence
     assert study.teacher_vs_tfidf(rows[rows.model != "tfidf"]).empty
+    blend = pd.DataFrame(
+        [
+            {"model": study.BLEND, "config": study.BLEND, "language": "aa", "macro_f1": 0.72, "blend_weight": 0.7},
+            {"model": study.BLEND, "config": study.BLEND, "language": "bb", "macro_f1": 0.54, "blend_weight": 0.7},
+        ]
+    )
+    with_blend = study.teacher_vs_tfidf(pd.concat([rows, blend]))
+    assert with_blend["blend_minus_tfidf"].round(3).to_dict() == {"aa": 0.07, "bb": -0.01}
+    verdict = study.tfidf_bar_verdict(with_blend, params)
+    assert "weight 0.7 on TF-IDF" in verdict and "aa 0.720, bb 0.540" in verdict
+    assert "at or above the bar on 1 of 2 language(s), +0.030 over it on average" in verdict
 
 
 def test_notes_follow_the_parameters():
@@ -532,6 +543,10 @@ def test_run_rows_tables_and_saved_models(study_run):
     assert result.headline["tfidf_macro_f1"] == pytest.approx(tfidf.macro_f1.mean())
     assert result.headline["teacher_at_or_above_tfidf"] is None  # smoke: no verdict on the bar
     assert "no verdict on the bar" in result.tfidf_verdict and result.tfidf_verdict in result.notes
+    blended = metrics[metrics.model == study.BLEND]  # the teacher + TF-IDF blend, one row per language
+    assert sorted(blended.language) == ["aaa", "bbb"] and blended.macro_f1.between(0, 1).all()
+    assert blended.blend_weight.nunique() == 1 and blended.blend_weight.iloc[0] in study.BLEND_WEIGHTS
+    assert bar["blend_macro_f1"].to_dict() == blended.set_index("language").macro_f1.to_dict()
     assert set(metrics[metrics.kind == "efficiency"].model) == {"teacher", "1L-16H-2A"}
     tables = study.tables(result)
     assert {"data", "teacher", "efficiency", "ablation", "per_language", "paper", "loss_terms"} <= set(tables)

@@ -959,10 +959,19 @@ def run_distillation(
     )
 
 
+def frame_logits(model: nn.Module, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, max_length: int):
+    """(rows, classes) logits of a classifier on a labelled frame's texts, in order."""
+    return predict(model, labelled_dataset(tokenizer, frame, max_length))
+
+
+def logit_scores(labels: np.ndarray, logits: np.ndarray) -> dict:
+    """Metrics (accuracy, macro / weighted F1, precision, recall) of the logits' argmax against the labels."""
+    return classification_metrics(np.asarray(labels), logits.argmax(-1), labels=list(range(logits.shape[1])))
+
+
 def score(model: nn.Module, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, max_length: int) -> dict:
     """Test metrics (accuracy, macro / weighted F1, precision, recall) of a classifier on a labelled frame."""
-    logits = predict(model, labelled_dataset(tokenizer, frame, max_length))
-    return classification_metrics(frame["label"].to_numpy(), logits.argmax(-1), labels=list(range(logits.shape[1])))
+    return logit_scores(frame["label"].to_numpy(), frame_logits(model, tokenizer, frame, max_length))
 
 
 def retention(student_f1: Sequence[float], teacher_f1: Sequence[float]) -> float:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.sparse import csr_matrix, hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import Pipeline
 
 from workbench.methods.probe import sklearn_probe
 from workbench.training import classification_metrics
@@ -41,11 +42,31 @@ def tfidf_features(train_texts: Sequence[str], test_texts: Sequence[str]) -> tup
     return featurizer.transform(train_texts), featurizer.transform(test_texts)
 
 
+def tfidf_model(train_texts: Sequence[str], train_labels: Sequence[int]) -> tuple[TfidfText, Pipeline]:
+    """The fitted baseline: its featurizer and its class-balanced logistic regression."""
+    featurizer = TfidfText().fit(train_texts)
+    probe = sklearn_probe(
+        featurizer.transform(train_texts), train_labels, kind="logreg", standardise=False, class_weight="balanced"
+    )
+    return featurizer, probe
+
+
 def tfidf_predict(train_texts: Sequence[str], train_labels: Sequence[int], test_texts: Sequence[str]) -> np.ndarray:
     """Predicted labels of TF-IDF + class-balanced logistic regression for `test_texts`."""
-    train, test = tfidf_features(train_texts, test_texts)
-    probe = sklearn_probe(train, train_labels, kind="logreg", standardise=False, class_weight="balanced")
-    return np.asarray(probe.predict(test))
+    featurizer, probe = tfidf_model(train_texts, train_labels)
+    return np.asarray(probe.predict(featurizer.transform(test_texts)))
+
+
+def tfidf_log_probabilities(
+    featurizer: TfidfText, probe: Pipeline, texts: Sequence[str], num_classes: int = 3, floor: float = 1e-12
+) -> np.ndarray:
+    """(n, num_classes) log-probabilities of the fitted baseline; a class absent from its training rows gets
+    log(`floor`)."""
+    out = np.full((len(texts), num_classes), np.log(floor))
+    out[:, np.asarray(probe.classes_, int)] = np.log(
+        np.clip(probe.predict_proba(featurizer.transform(texts)), floor, 1)
+    )
+    return out
 
 
 def tfidf_baseline(
