@@ -959,7 +959,9 @@ def run_distillation(
     )
 
 
-def frame_logits(model: nn.Module, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, max_length: int):
+def frame_logits(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, max_length: int
+) -> np.ndarray:
     """(rows, classes) logits of a classifier on a labelled frame's texts, in order."""
     return predict(model, labelled_dataset(tokenizer, frame, max_length))
 

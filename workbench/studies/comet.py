@@ -68,7 +68,7 @@ from workbench.methods.comet import (
     save_models,
     teacher_targets,
 )
-from workbench.methods.tfidf import tfidf_baseline, tfidf_log_probabilities, tfidf_model
+from workbench.methods.tfidf import tfidf_log_probabilities, tfidf_model
 from workbench.paper_models import PAPER_ARCHITECTURES
 from workbench.parallel import how_run, model_parts, parallel_map, rebuild_model, resolve_workers
 from workbench.profiles import Param, Profiles
@@ -805,44 +805,49 @@ def per_language_scores(metrics: pd.DataFrame, config: str = "hybrid") -> pd.Dat
     return out
 
 
-def tfidf_scores(data: CometData) -> pd.DataFrame:
-    """The bar the teacher must clear, per language: character + word TF-IDF with class-balanced logistic regression
-    (`workbench.methods.tfidf`) fitted on the same train rows as the teacher and scored on the same test rows."""
-    rows = []
-    for lang in data.languages:
-        train, test = data.train[lang], data.test[lang]
-        metrics = tfidf_baseline(
-            train["text"].tolist(), train["label"].tolist(), test["text"].tolist(), test["label"].tolist()
-        )
-        rows.append({"language": lang, **metrics})
-    return pd.DataFrame(rows)
-
-
-def teacher_tfidf_blend(
-    teacher_logits: Mapping[tuple[str, str], np.ndarray], data: CometData, weights: Sequence[float] = BLEND_WEIGHTS
-) -> tuple[float, pd.DataFrame]:
-    """What the teacher knows that the bar does not: per language, TF-IDF + LR (fitted as in `tfidf_scores`) and the
-    teacher's log-probabilities blended as w · TF-IDF + (1 − w) · teacher (`methods.blend`), one w for the run chosen
-    on the dev rows (mean per-language dev macro-F1; the smallest on ties). Returns w and the blend's test metrics
-    per language. A blend at the bar means the teacher adds nothing that character and word n-grams lack."""
-    num_classes = len(AFRISENTI_LABELS)
-    tfidf = {}
+def tfidf_log_probs(data: CometData) -> dict[tuple[str, str], np.ndarray]:
+    """The bar the teacher must clear, fitted once per language: character + word TF-IDF with class-balanced logistic
+    regression (`workbench.methods.tfidf`) on the same train rows as the teacher; its log-probabilities on the
+    language's dev and test rows, keyed (language, split)."""
+    out = {}
     for lang in data.languages:
         featurizer, probe = tfidf_model(data.train[lang]["text"].tolist(), data.train[lang]["label"].tolist())
         for split in ("dev", "test"):
             texts = getattr(data, split)[lang]["text"].tolist()
-            tfidf[lang, split] = tfidf_log_probabilities(featurizer, probe, texts, num_classes)
+            out[lang, split] = tfidf_log_probabilities(featurizer, probe, texts, len(AFRISENTI_LABELS))
+    return out
+
+
+def tfidf_scores(data: CometData, log_probs: Mapping[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+    """The bar per language: TF-IDF + LR's test metrics (its predictions are the argmax of `tfidf_log_probs`)."""
+    return pd.DataFrame(
+        [
+            {"language": lang, **logit_scores(data.test[lang]["label"].to_numpy(), log_probs[lang, "test"])}
+            for lang in data.languages
+        ]
+    )
+
+
+def teacher_tfidf_blend(
+    teacher_logits: Mapping[tuple[str, str], np.ndarray],
+    tfidf: Mapping[tuple[str, str], np.ndarray],
+    data: CometData,
+    weights: Sequence[float] = BLEND_WEIGHTS,
+) -> tuple[float, pd.DataFrame]:
+    """What the teacher knows that the bar does not: per language, TF-IDF + LR's log-probabilities (`tfidf_log_probs`)
+    and the teacher's blended as w · TF-IDF + (1 − w) · teacher (`methods.blend`), one w for the run chosen on the
+    dev rows (mean per-language dev macro-F1; the smallest on ties). Returns w and the blend's test metrics per
+    language. A blend at the bar means the teacher adds nothing that character and word n-grams lack."""
+    teacher = {key: log_probabilities(logits) for key, logits in teacher_logits.items()}
     dev_sets = [
-        (tfidf[lang, "dev"], log_probabilities(teacher_logits[lang, "dev"]), data.dev[lang]["label"].to_numpy())
-        for lang in data.languages
+        (tfidf[lang, "dev"], teacher[lang, "dev"], data.dev[lang]["label"].to_numpy()) for lang in data.languages
     ]
-    weight, _ = choose_weight(dev_sets, num_classes, weights)
+    weight, _ = choose_weight(dev_sets, len(AFRISENTI_LABELS), weights)
     rows = [
         {
             "language": lang,
             **logit_scores(
-                data.test[lang]["label"].to_numpy(),
-                blend(tfidf[lang, "test"], log_probabilities(teacher_logits[lang, "test"]), weight),
+                data.test[lang]["label"].to_numpy(), blend(tfidf[lang, "test"], teacher[lang, "test"], weight)
             ),
         }
         for lang in data.languages
@@ -980,8 +985,9 @@ def _run(
             with timings("agnostic_targets"):
                 agnostic, fallback = task_agnostic_targets(params, tokenizer, data, progress)
     with timings("tfidf"):
-        baseline = tfidf_scores(data)
-        blend_weight, blended = teacher_tfidf_blend(teacher_logits, data)
+        tfidf = tfidf_log_probs(data)
+        baseline = tfidf_scores(data, tfidf)
+        blend_weight, blended = teacher_tfidf_blend(teacher_logits, tfidf, data)
 
     shared = StudentArmInputs(teacher, tokenizer, targets, agnostic, data, configs, length)
     arms = [(experiment, config, seed) for experiment, config in sweep_configs(params)] + seed_repeats(params)
