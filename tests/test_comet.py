@@ -288,8 +288,10 @@ def test_teacher_vs_tfidf_bar_is_judged_from_the_rows():
     assert study.teacher_vs_tfidf(rows[rows.model != "tfidf"]).empty
     blend = pd.DataFrame(
         [
-            {"model": study.BLEND, "config": study.BLEND, "language": "aa", "macro_f1": 0.72, "blend_weight": 0.7},
-            {"model": study.BLEND, "config": study.BLEND, "language": "bb", "macro_f1": 0.54, "blend_weight": 0.7},
+            {"model": study.BLEND, "config": study.BLEND, "language": "aa", "macro_f1": 0.72, "blend_weight": 0.7}
+            | {"minus_tfidf_low": 0.02, "minus_tfidf_high": 0.12},
+            {"model": study.BLEND, "config": study.BLEND, "language": "bb", "macro_f1": 0.54, "blend_weight": 0.7}
+            | {"minus_tfidf_low": -0.04, "minus_tfidf_high": 0.02},
         ]
     )
     with_blend = study.teacher_vs_tfidf(pd.concat([rows, blend]))
@@ -297,6 +299,8 @@ def test_teacher_vs_tfidf_bar_is_judged_from_the_rows():
     verdict = study.tfidf_bar_verdict(with_blend, params)
     assert "weight 0.7 on TF-IDF" in verdict and "aa 0.720, bb 0.540" in verdict
     assert "at or above the bar on 1 of 2 language(s), +0.030 over it on average" in verdict
+    assert with_blend["blend_versus_tfidf"].to_dict() == {"aa": "above", "bb": "inconclusive"}
+    assert "paired-bootstrap interval over the test tweets: 1 above, 1 inconclusive." in verdict
 
 
 def test_notes_follow_the_parameters():
@@ -547,6 +551,7 @@ def test_run_rows_tables_and_saved_models(study_run):
     assert sorted(blended.language) == ["aaa", "bbb"] and blended.macro_f1.between(0, 1).all()
     assert blended.blend_weight.nunique() == 1 and blended.blend_weight.iloc[0] in study.BLEND_WEIGHTS
     assert bar["blend_macro_f1"].to_dict() == blended.set_index("language").macro_f1.to_dict()
+    assert (blended.minus_tfidf_low <= blended.minus_tfidf_high).all() and bar["blend_versus_tfidf"].notna().all()
     assert set(metrics[metrics.kind == "efficiency"].model) == {"teacher", "1L-16H-2A"}
     tables = study.tables(result)
     assert {"data", "teacher", "efficiency", "ablation", "per_language", "paper", "loss_terms"} <= set(tables)

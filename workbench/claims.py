@@ -691,6 +691,14 @@ def judge(low: float, high: float, direction: int = 1, margin: float = 0.0) -> s
     return "inconclusive"
 
 
+def interval_reading(low: float, high: float) -> str | None:
+    """above / below when an interval of a margin (A − B) excludes zero, inconclusive when it spans it; None without
+    one (a NaN bound)."""
+    if _is_empty(low) or _is_empty(high):
+        return None
+    return {"reproduced": "above", "contradicted": "below"}.get(judge(low, high), "inconclusive")
+
+
 @dataclass
 class _Setting:
     label: str

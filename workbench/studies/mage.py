@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from sklearn.preprocessing import StandardScaler
 
-from workbench.claims import judge, t_interval
+from workbench.claims import interval_reading, t_interval
 from workbench.data import AFRISENTI_LABELS, afrisenti_languages, load_afrisenti, remove_overlap
 from workbench.data.sampling import split_indices, stratified_sample
 from workbench.encoders import encoder_name_problem
@@ -1381,13 +1381,6 @@ def margin_interval(accuracies: pd.Series, tfidf: float | None) -> tuple[float, 
     if pd.isna(tfidf) or len(accuracies) < 2:
         return np.nan, np.nan
     return t_interval(100 * (accuracies.to_numpy(float) - tfidf))
-
-
-def interval_reading(low: float, high: float) -> str | None:
-    """above / below when an interval of a margin excludes zero, inconclusive when it spans it; None without one."""
-    if pd.isna(low) or pd.isna(high):
-        return None
-    return {"reproduced": "above", "contradicted": "below"}.get(judge(low, high), "inconclusive")
 
 
 def bar_verdict(rows: pd.DataFrame, params: Mapping[str, object]) -> str:
