@@ -225,3 +225,77 @@ def test_smoke_results_are_marked_not_meaningful_in_results_and_index(tmp_path):
     smoke_row = next(row for row in page.split("<tr>") if "a-smoke" in row)
     quick_row = next(row for row in page.split("<tr>") if "b-quick" in row)
     assert "NOT MEANINGFUL" in smoke_row and "NOT MEANINGFUL" not in quick_row
+
+
+def test_teacher_timing_plan_warms_on_the_median_batch_then_times_the_epochs_quantile_batches_twice():
+    from workbench.bench.teachers import timing_plan
+    from workbench.methods.finetune import LengthGroupedBatchSampler
+
+    lengths = [1 + (7 * i) % 50 for i in range(200)]
+    epoch = LengthGroupedBatchSampler(lengths, 10, seed=3).batches(0)  # 20 batches, as the teacher draws them
+
+    def size(batch):
+        return len(batch) * max(lengths[i] for i in batch)
+
+    sizes = sorted(size(b) for b in epoch)
+    plan = timing_plan(lengths, 10, seed=3, steps=4, warmup=2)
+    assert len(plan) == 2 + 4 + 4 and plan[0] == plan[1] and size(plan[0]) == sizes[10]
+    assert plan[2:6] == plan[6:] and all(b in epoch for b in plan)
+    assert [size(b) for b in plan[6:]] == [sizes[2], sizes[7], sizes[12], sizes[17]]  # quantiles 1/8, 3/8, 5/8, 7/8
+
+
+def test_architecture_only_builds_hub_teachers_from_their_config_and_restores_the_environment(monkeypatch):
+    from workbench.bench.teachers import CANDIDATES, architecture_only
+    from workbench.paper_models import PAPER_ARCHITECTURES, dry_run
+
+    monkeypatch.delenv("WORKBENCH_DRY_RUN", raising=False)
+    assert all(name in PAPER_ARCHITECTURES for name in CANDIDATES if name != "minilm")
+    with architecture_only("Davlan/afro-xlmr-mini") as random_weights:
+        assert random_weights and dry_run()
+    assert not dry_run()
+    with architecture_only("minilm") as random_weights:
+        assert not random_weights and not dry_run()
+
+
+def test_teachers_bench_times_each_candidate_through_the_comet_teacher_path(fixture_data_dir, monkeypatch, capsys):
+    import math
+
+    import transformers
+
+    from workbench.bench.teachers import main
+    from workbench.paper_models import PAPER_ARCHITECTURES, dry_run
+    from workbench.studies import comet
+
+    tiny_xlmr = dict(model_type="xlm-roberta", vocab_size=30522, hidden_size=32, num_hidden_layers=3,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=66, type_vocab_size=1,
+                     pad_token_id=1)  # fmt: skip
+    monkeypatch.setenv("WORKBENCH_DATA", str(fixture_data_dir))
+    monkeypatch.delenv("WORKBENCH_DRY_RUN", raising=False)
+    monkeypatch.setitem(PAPER_ARCHITECTURES, "test/tiny-xlmr", tiny_xlmr)
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the benchmark downloads nothing")
+
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", no_hub)
+    argv = ["--profile", "smoke", "--teachers", "tiny", "test/tiny-xlmr", "--steps", "2", "--warmup", "1"]
+    assert main([*argv, "--target-rows", "8", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "not meaningful" in captured.err and not dry_run()
+    result = json.loads(captured.out)
+    params = comet.PROFILES.resolve("smoke")
+    data = comet.load(params)
+    train = sum(len(f) for f in data.train.values())
+    dev, test = sum(len(f) for f in data.dev.values()), sum(len(f) for f in data.test.values())
+    assert result["meaningful"] is False and result["train_rows"] == train
+    tiny, xlmr = result["teachers"]
+    assert [tiny["teacher"], xlmr["teacher"]] == ["tiny", "test/tiny-xlmr"]
+    assert xlmr["weights"] == "published architecture, random weights" and tiny["weights"].startswith("random")
+    assert (xlmr["layers"], xlmr["hidden"], xlmr["heads"], xlmr["vocab"]) == (3, 32, 2, 30522)
+    epochs = int(params["teacher_epochs"])
+    for row in (tiny, xlmr):
+        assert len(row["step_seconds_each"]) == 2 and all(s > 0 for s in row["step_seconds_each"])
+        assert row["fine_tune_steps"] == epochs * math.ceil(train / int(params["batch_size"]))
+        assert row["forward_rows"] == (epochs + 1) * dev + test + len(data.corpus)
+        work = row["fine_tune_steps"] * row["step_seconds"] + row["forward_rows"] * row["forward_row_ms"] / 1000
+        assert row["projected_minutes"] == pytest.approx(work / 60)
+    assert tiny["projected_vs_first"] == 1 and xlmr["projected_vs_first"] > 0

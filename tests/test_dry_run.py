@@ -31,3 +31,30 @@ def test_paper_profile_dry_run(notebook: Path, real_data_dir: Path, tmp_path: Pa
     assert results["profile"] == "paper" and results["parameters"]["dry_run"] is True
     assert results["metrics"]
     assert any("dry run" in note.lower() for note in results["notes"]), "a dry run says so"
+
+
+# Parameter counts (millions) that the models' cards and papers publish: the kept architectures must reproduce them.
+PUBLISHED_PARAMETERS_M = {
+    "bert-base-uncased": 110,
+    "bert-large-uncased": 340,
+    "castorini/afriberta_base": 111,
+    "castorini/afriberta_large": 126,
+    "Davlan/afro-xlmr-mini": 117,
+    "Davlan/afro-xlmr-base": 270,
+    "Davlan/afro-xlmr-large": 560,
+    "xlm-roberta-base": 270,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS_M))
+def test_each_kept_paper_architecture_has_its_published_parameter_count(name: str):
+    import torch
+    from transformers import AutoModel
+
+    from workbench.paper_models import PAPER_ARCHITECTURES, paper_config
+
+    assert set(PUBLISHED_PARAMETERS_M) == set(PAPER_ARCHITECTURES)  # a new architecture needs its count here
+    with torch.device("meta"):  # shapes only: no memory, no random numbers
+        model = AutoModel.from_config(paper_config(name))
+    count = sum(p.numel() for p in model.parameters()) / 1e6
+    assert count == pytest.approx(PUBLISHED_PARAMETERS_M[name], rel=0.04), f"{name}: {count:.1f}M"

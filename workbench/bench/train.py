@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from workbench.bench import set_up
 from workbench.claims import t_interval
 from workbench.methods.finetune import (
     LengthGroupedBatchSampler,
@@ -309,11 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
+    set_up(args.threads)
     result = measure(
         steps=args.steps,
         warmup=args.warmup,

@@ -901,8 +901,9 @@ def tfidf_bar_verdict(comparison: pd.DataFrame, params: Mapping[str, object]) ->
         f"Teacher vs TF-IDF bar (test macro-F1, teacher vs tfidf): {pairs}. Bar NOT met on "
         f"{', '.join(below.index)} (by {(-below['teacher_minus_tfidf']).max():.3f} at most); this is the best "
         f"teacher found for {params['teacher']!r} on {rows} train rows within the time budget. What might close it: "
-        "an encoder pretrained on these languages (e.g. Davlan/afro-xlmr-base or castorini/afriberta_large from the "
-        "hub, online, as `teacher`); more train rows (`train_rows`, None: all) and epochs narrow the gap on MiniLM "
+        "an encoder pretrained on these languages, from the hub, online, as `teacher` (Davlan/afro-xlmr-mini is the "
+        "cheapest to fine-tune on a CPU, Davlan/afro-xlmr-base or castorini/afriberta_large cost more: `workbench "
+        "bench teachers` times each here); more train rows (`train_rows`, None: all) and epochs narrow the gap on MiniLM "
         "but did not close it in our measurements (2,000 rows per language: still below on four of five languages)."
         + blend_sentence(comparison)
     )
